@@ -1,0 +1,285 @@
+"""Typed run configuration: dataclasses, YAML presets and `key.sub=value` overrides.
+
+A preset lists only what differs from the defaults below. `load_config` resolves a preset
+(a path, or the name of a built-in preset in `vitmae/configs/`), applies overrides, checks
+every key and type, and validates the values before any compute starts. Field names follow
+the MAE reference code (`mask_ratio`, `norm_pix_loss`, `blr`, `min_lr`, `warmup_epochs`,
+`accum_iter`, `layer_decay`, `drop_path`) so that published recipes carry over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "configs"
+TASKS = ("classify", "segment", "multilabel")
+
+
+class ConfigError(ValueError):
+    """A preset or override that names an unknown key, has a wrong type or a bad value."""
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "vit_micro_patch4"  # a name from vitmae.models.vit.VARIANTS
+    patch_size: int | None = None  # None: the variant's own
+    embed_dim: int | None = None  # None: the variant's own (also depth, num_heads)
+    depth: int | None = None
+    num_heads: int | None = None
+    drop_path: float = 0.1  # stochastic depth for fine-tuning (MAE: 0.1 for ViT-B)
+    global_pool: str = "avg"  # "avg" (MAE fine-tuning default) or "token"
+    # MAE decoder: light, as in He et al. (512-d, 8 blocks for ViT-B); smaller for CPU variants.
+    decoder_embed_dim: int = 128
+    decoder_depth: int = 2
+    decoder_num_heads: int = 4
+    mask_ratio: float = 0.75  # the paper's default
+    norm_pix_loss: bool = True  # per-patch normalized targets: better features (paper, Table 1d)
+    seg_head: str = "linear"  # segmentation decoder: "linear" (Segmenter) or "pup" (SETR-PUP)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"  # digits | mnist | fashion_mnist | cifar10 | folder | mnist_seg | ...
+    root: str | None = None  # None: $VITMAE_DATA, else ./data
+    img_size: int = 16  # images are resized to img_size x img_size
+    batch_size: int = 64  # per process
+    num_workers: int = 0  # DataLoader workers per process; 0 loads in the main process
+    train_split: str = "train"
+    val_split: str = "test"
+    subset: int | None = None  # use only the first N training images (quick checks)
+    download: bool = False  # use torchvision's downloaders for missing files (needs internet)
+    skip_bad: bool = False  # skip unreadable images and report them, instead of failing
+    seg_digits: int = 3  # mnist_seg composite: at most this many digits per canvas
+    seg_threshold: int = 128  # mnist_seg: a pixel above this intensity (0-255) is the digit
+    seed: int = 0  # seed of generated data sets (mnist_seg canvases, digits split)
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 10
+    optimizer: str = "adamw"  # adamw | adam
+    lr: float | None = None  # absolute lr; None: blr * effective batch / 256 (MAE rule)
+    blr: float = 1e-3
+    min_lr: float = 1e-6
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    layer_decay: float = 1.0  # 1.0: off; MAE fine-tunes ViT-B with 0.65
+    accum_iter: int = 1
+    clip_grad: float | None = None
+    label_smoothing: float = 0.0
+    schedule: str = "cosine"  # cosine | constant (after warmup)
+
+
+@dataclass
+class FinetuneConfig(OptimConfig):
+    pretrained: str | None = None  # MAE checkpoint (file or run folder); None: from scratch
+    linear_probe: bool = False  # freeze the encoder, train the head only
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs"
+    name: str | None = None  # run folder name; None: <stage>-<dataset>-<time>
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    log_interval: int = 20  # steps between metrics.jsonl records
+    ckpt_interval: int = 0  # steps between mid-epoch checkpoints; 0: once per epoch
+    keep_last: int = 2  # checkpoints kept in the run folder
+    eval_interval: int = 1  # epochs between evaluations
+    threads: int | None = None  # torch intra-op threads; None: torch's default
+    compile: bool = False  # torch.compile the model (GPU)
+
+
+@dataclass
+class Config:
+    task: str = "classify"  # fine-tuning task: classify | segment | multilabel
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=20, blr=1.5e-4))
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def to_dict(cfg: Any) -> dict:
+    """The config as plain YAML-safe data (tuples become lists)."""
+    out = dataclasses.asdict(cfg)
+
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(out)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; int is accepted where float is expected."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _apply(obj: Any, data: dict, prefix: str = "") -> None:
+    """Set the fields of dataclass `obj` from nested dict `data`, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown key '{full}' (valid keys here: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, f"{full}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'optim.lr=1e-4' -> (['optim', 'lr'], 0.0001); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected key.sub=value")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({e})") from None
+    return key.strip().split("."), value
+
+
+def resolve_preset(preset: str) -> Path:
+    """A preset path, or the name of a built-in preset ('digits' -> vitmae/configs/digits.yaml)."""
+    path = Path(preset)
+    if path.is_file():
+        return path
+    builtin = PRESET_DIR / (preset if preset.endswith(".yaml") else f"{preset}.yaml")
+    if builtin.is_file():
+        return builtin
+    names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    raise ConfigError(f"preset '{preset}' not found: no such file, and no built-in preset of "
+                      f"that name (built-in: {', '.join(names)})")
+
+
+def load_config(preset: str | None = None, overrides: list[str] | tuple = ()) -> Config:
+    """Defaults <- preset YAML <- overrides, then `validate`."""
+    cfg = Config()
+    if preset:
+        path = resolve_preset(preset)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        try:
+            _apply(cfg, data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple) -> Config:
+    """Apply `key.sub=value` strings to `cfg` in place (no validation)."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested: Any = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        _apply(cfg, nested)
+    return cfg
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a Config from `to_dict` output (a run folder's config.yaml)."""
+    cfg = Config()
+    _apply(cfg, data)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Value checks that need no data or model: fail before any compute, naming the key."""
+    from vitmae.models.vit import resolve_arch  # local: config must not import torch eagerly
+
+    def need(ok: bool, key: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}: {msg}")
+
+    need(cfg.task in TASKS, "task", f"expected one of {TASKS}, got {cfg.task!r}")
+    m, d = cfg.model, cfg.data
+    need(0.0 <= m.mask_ratio < 1.0, "model.mask_ratio", f"must be in [0, 1), got {m.mask_ratio}")
+    need(m.global_pool in ("avg", "token"), "model.global_pool",
+         f"expected 'avg' or 'token', got {m.global_pool!r}")
+    need(m.seg_head in ("linear", "pup"), "model.seg_head",
+         f"expected 'linear' or 'pup', got {m.seg_head!r}")
+    need(0.0 <= m.drop_path < 1.0, "model.drop_path", f"must be in [0, 1), got {m.drop_path}")
+    arch = resolve_arch(m)  # raises ConfigError for an unknown arch
+    need(arch["embed_dim"] % arch["num_heads"] == 0, "model.num_heads",
+         f"{arch['num_heads']} heads do not divide the width {arch['embed_dim']}")
+    need(m.decoder_embed_dim % m.decoder_num_heads == 0, "model.decoder_num_heads",
+         f"{m.decoder_num_heads} heads do not divide the decoder width {m.decoder_embed_dim}")
+    need(d.img_size % arch["patch_size"] == 0, "data.img_size",
+         f"{d.img_size} is not divisible by the patch size {arch['patch_size']}")
+    need(d.batch_size >= 1, "data.batch_size", f"must be >= 1, got {d.batch_size}")
+    need(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
+    need(d.subset is None or d.subset >= 1, "data.subset", f"must be >= 1, got {d.subset}")
+    for name in ("pretrain", "finetune"):
+        o = getattr(cfg, name)
+        need(o.epochs >= 1, f"{name}.epochs", f"must be >= 1, got {o.epochs}")
+        need(o.optimizer in ("adamw", "adam"), f"{name}.optimizer",
+             f"expected 'adamw' or 'adam', got {o.optimizer!r}")
+        need(o.accum_iter >= 1, f"{name}.accum_iter", f"must be >= 1, got {o.accum_iter}")
+        need(0.0 < o.layer_decay <= 1.0, f"{name}.layer_decay",
+             f"must be in (0, 1], got {o.layer_decay}")
+        need(o.schedule in ("cosine", "constant"), f"{name}.schedule",
+             f"expected 'cosine' or 'constant', got {o.schedule!r}")
+        need(o.lr is None or o.lr > 0, f"{name}.lr", f"must be > 0, got {o.lr}")
+    p = cfg.finetune.pretrained
+    need(p is None or Path(p).exists(), "finetune.pretrained", f"no such file or folder: {p}")
+    need(cfg.run.amp in ("auto", "bf16", "fp32"), "run.amp",
+         f"expected auto, bf16 or fp32, got {cfg.run.amp!r}")
+    need(cfg.run.keep_last >= 1, "run.keep_last", f"must be >= 1, got {cfg.run.keep_last}")
+    need(cfg.run.log_interval >= 1, "run.log_interval", f"must be >= 1, got {cfg.run.log_interval}")

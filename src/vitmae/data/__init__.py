@@ -1,0 +1,12 @@
+"""Data sets for vitmae: `build_dataset(cfg, split, train)` dispatches on `data.dataset`.
+
+Every dataset yields `(img, target)`, img (C, img_size, img_size) float32 normalized with
+its `mean`/`std`, and has `num_classes`, `in_chans`, `classes`, `mean`, `std`. A new
+family registers its builders with `@register_dataset(name)` in its own file, imported here.
+"""
+
+from vitmae.data import cifar, digits, folder, mnist  # noqa: F401  (register the builders)
+from vitmae.data.registry import DATASETS, build_dataset, register_dataset
+from vitmae.data.root import data_root
+
+__all__ = ["DATASETS", "build_dataset", "data_root", "register_dataset"]

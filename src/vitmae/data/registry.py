@@ -1,0 +1,67 @@
+"""The data set registry: name -> builder, and `build_dataset`, the one entry point.
+
+A family of data sets registers its builders in its own file (as timm registers model
+variants), and `vitmae/data/__init__.py` imports that file:
+
+    @register_dataset("mnist")
+    def build_mnist(cfg: DataConfig, split: str, train: bool) -> Dataset: ...
+
+Every dataset has `num_classes`, `in_chans`, `classes`, `mean` and `std` attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch.utils.data import Dataset, Subset
+
+from vitmae.config import DataConfig
+
+Builder = Callable[[DataConfig, str, bool], Dataset]
+DATASETS: dict[str, Builder] = {}
+
+
+def register_dataset(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: add `builder(cfg, split, train) -> Dataset` to DATASETS under `name`."""
+
+    def add(builder: Builder) -> Builder:
+        if name in DATASETS:
+            raise ValueError(f"data set '{name}' is already registered")
+        DATASETS[name] = builder
+        return builder
+
+    return add
+
+
+class FirstItems(Subset):
+    """The first `n` items of a dataset, with the dataset's attributes (classes, mean, ...)."""
+
+    def __init__(self, dataset: Dataset, n: int):
+        super().__init__(dataset, range(min(n, len(dataset))))
+
+    def __getattr__(self, name: str):
+        # guard: during unpickling (DataLoader workers) `dataset` is not yet set
+        if name.startswith("__") or name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def build_dataset(cfg: DataConfig, split: str, train: bool) -> Dataset:
+    """The dataset `cfg.dataset`, split `split`; `train` turns on training augmentation.
+
+    Items are `(img, target)`: img (C, img_size, img_size) float32, normalized with the
+    dataset's mean/std. With `cfg.subset` and train=True, only the first `subset` items.
+    """
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"data.dataset: unknown data set '{cfg.dataset}' "
+                         f"(registered: {', '.join(sorted(DATASETS))})")
+    ds = DATASETS[cfg.dataset](cfg, split, train)
+    if train and cfg.subset is not None:
+        ds = FirstItems(ds, cfg.subset)
+    return ds
+
+
+def check_split(split: str, valid: tuple[str, ...], name: str) -> None:
+    """Raise a ValueError naming the valid splits of data set `name`."""
+    if split not in valid:
+        raise ValueError(f"{name}: unknown split '{split}' (valid: {', '.join(valid)})")

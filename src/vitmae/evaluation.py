@@ -1,0 +1,82 @@
+"""`run_evaluate`: a fine-tuned checkpoint on the test split, ending with one JSON line.
+
+Classification also writes the confusion matrix as CSV and PNG into the run folder's `eval/`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from vitmae.checkpoint import read_weights
+from vitmae.config import Config
+from vitmae.engine import run_evaluator
+from vitmae.models import build_finetune_model
+from vitmae.runner import setup
+from vitmae.tasks import build_task
+
+
+def run_dir_of(checkpoint: str | Path) -> Path | None:
+    """The run folder a checkpoint path belongs to (a run folder, or a ckpt-* inside one)."""
+    path = Path(checkpoint)
+    for cand in (path, path.parent, path.parent.parent):
+        if (cand / "config.yaml").is_file():
+            return cand
+    return None
+
+
+def load_finetuned(cfg: Config, checkpoint: str | Path, in_chans: int, num_classes: int):
+    """The fine-tuning model of cfg.task with all weights of `checkpoint` (strict)."""
+    model, _, _ = build_finetune_model(cfg, in_chans, num_classes)
+    model.load_state_dict(read_weights(checkpoint), strict=True)
+    return model
+
+
+def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None = None,
+                 log=print) -> dict:
+    """Metrics of `checkpoint` on cfg.data.val_split; writes eval artefacts to `out_dir`."""
+    from vitmae.data import build_dataset
+
+    device = setup(cfg)
+    ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    model = load_finetuned(cfg, checkpoint, ds.in_chans, ds.num_classes).to(device)
+    task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None))
+    ev = run_evaluator(model, task, ds, cfg.data.batch_size, device, cfg.data.num_workers,
+                       cfg.run.amp)
+    result = ev.result()
+    out = Path(out_dir) if out_dir else (run_dir_of(checkpoint) or Path(cfg.run.output_dir)) / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    if "cm" in ev.sums:
+        names = getattr(ds, "classes", None) or [str(i) for i in range(ds.num_classes)]
+        save_confusion(ev.sums["cm"], names, out)
+        log(f"confusion matrix: {out / 'confusion_matrix.csv'}, {out / 'confusion_matrix.png'}")
+    (out / "metrics.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def save_confusion(cm: torch.Tensor, names: list[str], out: Path) -> None:
+    """(K, K) counts, rows = truth, as CSV and as a PNG heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = ["truth\\pred," + ",".join(names)]
+    rows += [f"{n}," + ",".join(str(int(v)) for v in r) for n, r in zip(names, cm.tolist())]
+    (out / "confusion_matrix.csv").write_text("\n".join(rows) + "\n")
+    K = len(names)
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * K, 1 + 0.45 * K))
+    ax.imshow(cm.numpy(), cmap="Blues")
+    ax.set_xticks(range(K), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(K), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if K <= 12:
+        for i in range(K):
+            for j in range(K):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "confusion_matrix.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,130 @@
+"""Masked Autoencoder (He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners").
+
+Follows facebookresearch/mae `models_mae.py`: per-sample random masking, the encoder sees the
+visible patches only, a light decoder fills in mask tokens and predicts the pixels of every
+patch, and the loss is the MSE on the removed patches. Unlike the reference, `patchify`
+handles any channel count and non-square images.
+
+Shape vocabulary (used across the package):
+    B batch, C channels, H, W image, p patch, h, w = H//p, W//p, L = h*w patches,
+    L_keep kept patches, D encoder width, Dd decoder width, K classes.
+Mask convention: `mask` is (B, L) with 1 = removed, 0 = kept; `ids_keep` / `ids_restore` are
+patch indices 0..L-1 (the class token is the encoder's business).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from vitmae.models.pos_embed import sincos_2d
+from vitmae.models.vit import Block, VisionTransformer, build_vit, init_weights
+
+
+def patchify(imgs: torch.Tensor, p: int) -> torch.Tensor:
+    """imgs: (B, C, H, W) -> (B, L, p*p*C), patches row-major, pixels (row, col, channel)."""
+    B, C, H, W = imgs.shape
+    h, w = H // p, W // p
+    x = imgs.reshape(B, C, h, p, w, p)  # (B, C, h, p, w, p)
+    x = x.permute(0, 2, 4, 3, 5, 1)  # (B, h, w, p, p, C)
+    return x.reshape(B, h * w, p * p * C)  # (B, L, p*p*C)
+
+
+def unpatchify(x: torch.Tensor, p: int, C: int, hw: tuple[int, int]) -> torch.Tensor:
+    """x: (B, L, p*p*C) -> (B, C, H, W); the inverse of `patchify` for a (h, w) grid."""
+    B = x.shape[0]
+    h, w = hw
+    x = x.reshape(B, h, w, p, p, C)  # (B, h, w, p, p, C)
+    x = x.permute(0, 5, 1, 3, 2, 4)  # (B, C, h, p, w, p)
+    return x.reshape(B, C, h * p, w * p)  # (B, C, H, W)
+
+
+def random_masking(B: int, L: int, mask_ratio: float, device=None,
+                   generator: torch.Generator | None = None):
+    """Per-sample random masking by sorting uniform noise.
+
+    -> ids_keep (B, L_keep), mask (B, L) with 1 = removed, ids_restore (B, L).
+    """
+    L_keep = int(L * (1 - mask_ratio))
+    gen_device = generator.device if generator is not None else device
+    noise = torch.rand(B, L, generator=generator, device=gen_device).to(device)  # (B, L)
+    ids_shuffle = noise.argsort(dim=1)  # ascending: small noise is kept
+    ids_restore = ids_shuffle.argsort(dim=1)  # inverse permutation
+    ids_keep = ids_shuffle[:, :L_keep]  # (B, L_keep)
+    mask = torch.ones(B, L, device=device)
+    mask[:, :L_keep] = 0  # in shuffled order: the first L_keep are kept
+    mask = mask.gather(1, ids_restore)  # (B, L) back in patch order
+    return ids_keep, mask, ids_restore
+
+
+class MaskedAutoencoder(nn.Module):
+    """MAE = ViT encoder on visible patches + light transformer decoder over all patches."""
+
+    def __init__(self, encoder: VisionTransformer, decoder_embed_dim: int = 512,
+                 decoder_depth: int = 8, decoder_num_heads: int = 16,
+                 mask_ratio: float = 0.75, norm_pix_loss: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
+        D, p, C = encoder.embed_dim, encoder.patch_size, encoder.in_chans
+        self.grid_size = encoder.patch_embed.grid_size
+        h, w = self.grid_size
+        self.decoder_embed = nn.Linear(D, decoder_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        pos = torch.cat([torch.zeros(1, decoder_embed_dim), sincos_2d(decoder_embed_dim, h, w)])
+        self.register_buffer("decoder_pos_embed", pos.unsqueeze(0))  # (1, 1+L, Dd)
+        self.decoder_blocks = nn.ModuleList(
+            Block(decoder_embed_dim, decoder_num_heads) for _ in range(decoder_depth))
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, p * p * C)
+        for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
+            m.apply(init_weights)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    @property
+    def patch_size(self) -> int:
+        return self.encoder.patch_size
+
+    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """latent: (B, 1+L_keep, D), ids_restore: (B, L) -> (B, L, p*p*C) pixel predictions."""
+        x = self.decoder_embed(latent)  # (B, 1+L_keep, Dd)
+        B, L = ids_restore.shape
+        Dd = x.shape[-1]
+        masks = self.mask_token.expand(B, L + 1 - x.shape[1], -1)  # (B, L-L_keep, Dd)
+        patches = torch.cat([x[:, 1:], masks], dim=1)  # (B, L, Dd) in shuffled order
+        idx = ids_restore.unsqueeze(-1).expand(-1, -1, Dd)  # (B, L, Dd)
+        patches = patches.gather(1, idx)  # (B, L, Dd) back in patch order
+        x = torch.cat([x[:, :1], patches], dim=1) + self.decoder_pos_embed  # (B, 1+L, Dd)
+        for block in self.decoder_blocks:
+            x = block(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:]  # (B, L, p*p*C)
+
+    def loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """MSE on removed patches only. imgs (B, C, H, W), pred (B, L, p*p*C), mask (B, L)."""
+        target = patchify(imgs, self.patch_size)  # (B, L, p*p*C)
+        if self.norm_pix_loss:  # per-patch normalised pixels (paper, Table 1d)
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1.0e-6) ** 0.5
+        per_patch = ((pred.float() - target) ** 2).mean(dim=-1)  # (B, L)
+        return (per_patch * mask).sum() / mask.sum()
+
+    def forward(self, imgs: torch.Tensor, mask_ratio: float | None = None,
+                generator: torch.Generator | None = None):
+        """imgs: (B, C, H, W) -> loss (scalar), pred (B, L, p*p*C), mask (B, L)."""
+        ratio = self.mask_ratio if mask_ratio is None else mask_ratio
+        B = imgs.shape[0]
+        L = self.grid_size[0] * self.grid_size[1]
+        ids_keep, mask, ids_restore = random_masking(B, L, ratio, imgs.device, generator)
+        latent = self.encoder.forward_features(imgs, ids_keep)  # (B, 1+L_keep, D)
+        pred = self.forward_decoder(latent, ids_restore)  # (B, L, p*p*C)
+        return self.loss(imgs, pred, mask), pred, mask
+
+
+def build_mae(model_cfg, img_size, in_chans: int) -> MaskedAutoencoder:
+    """An MAE from a ModelConfig; the encoder has no head and no drop-path (as in MAE)."""
+    encoder = build_vit(model_cfg, img_size, in_chans, num_classes=0, drop_path=0.0)
+    return MaskedAutoencoder(
+        encoder, decoder_embed_dim=model_cfg.decoder_embed_dim,
+        decoder_depth=model_cfg.decoder_depth, decoder_num_heads=model_cfg.decoder_num_heads,
+        mask_ratio=model_cfg.mask_ratio, norm_pix_loss=model_cfg.norm_pix_loss)

@@ -1,0 +1,236 @@
+"""Vision Transformer encoder (Dosovitskiy et al. 2021), written for MAE.
+
+Parameter names follow timm's `VisionTransformer` (`patch_embed.proj`, `cls_token`,
+`pos_embed`, `blocks.N.attn.qkv`, `norm`, `head`) so that public MAE checkpoints load with a
+small key map. Shapes use the vocabulary of `vitmae.models.mae`: B batch, C channels, H, W
+image, p patch, h, w = H//p, W//p, L = h*w, L_keep kept patches, D width, K classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vitmae.models.pos_embed import sincos_2d
+
+# Model sizes as data. The *_patch4 variants are for 28-32 px images on a CPU; the standard
+# ones follow timm / MAE. mlp_ratio is 4 throughout.
+VARIANTS: dict[str, dict[str, int]] = {
+    "vit_micro_patch4": dict(patch_size=4, embed_dim=32, depth=2, num_heads=2),  # tests
+    "vit_mini_patch4": dict(patch_size=4, embed_dim=128, depth=6, num_heads=4),  # MNIST on CPU
+    "vit_tiny_patch4": dict(patch_size=4, embed_dim=192, depth=12, num_heads=3),  # CIFAR on CPU
+    "vit_small_patch4": dict(patch_size=4, embed_dim=384, depth=12, num_heads=6),
+    "vit_mini_patch8": dict(patch_size=8, embed_dim=128, depth=6, num_heads=4),  # VOC on CPU
+    "vit_tiny_patch16": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
+    "vit_small_patch16": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
+    "vit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    "vit_large_patch16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
+    "vit_huge_patch14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
+}
+
+
+def resolve_arch(model_cfg) -> dict[str, int]:
+    """The variant's sizes with any explicit overrides from a ModelConfig applied."""
+    from vitmae.config import ConfigError
+
+    if model_cfg.arch not in VARIANTS:
+        raise ConfigError(f"model.arch: unknown variant {model_cfg.arch!r} "
+                          f"(known: {', '.join(VARIANTS)})")
+    arch = dict(VARIANTS[model_cfg.arch])
+    for key in ("patch_size", "embed_dim", "depth", "num_heads"):
+        if getattr(model_cfg, key) is not None:
+            arch[key] = getattr(model_cfg, key)
+    return arch
+
+
+def _pair(x: int | Sequence[int]) -> tuple[int, int]:
+    return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
+
+
+class PatchEmbed(nn.Module):
+    """(B, C, H, W) -> (B, L, D) by a p x p convolution of stride p."""
+
+    def __init__(self, img_size, patch_size: int, in_chans: int, embed_dim: int):
+        super().__init__()
+        H, W = _pair(img_size)
+        if H % patch_size or W % patch_size:
+            raise ValueError(f"image size {H}x{W} is not divisible by the patch size {patch_size}")
+        self.img_size, self.patch_size = (H, W), patch_size
+        self.grid_size = (H // patch_size, W // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != self.img_size:
+            raise ValueError(f"expected images of {self.img_size}, got {tuple(x.shape[-2:])}")
+        return self.proj(x).flatten(2).transpose(1, 2)  # (B, D, h, w) -> (B, L, D)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the residual branch per sample (Huang et al. 2016)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)  # (B,1,1)
+        return x * keep / (1 - self.p)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection and SDPA."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"{num_heads} heads do not divide the width {dim}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, D = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)  # (B, N, 3, nh, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, N, hd)
+        x = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
+        return self.proj(x.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def init_weights(module: nn.Module) -> None:
+    """MAE's initialisation: xavier-uniform linears, zero biases, unit LayerNorms."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class VisionTransformer(nn.Module):
+    """ViT with a class token and fixed 2-D sin-cos position embeddings.
+
+    `forward_features(x, ids_keep)` runs the encoder on the kept patches only (MAE);
+    `forward_head` pools (mean of patch tokens, or the class token) and classifies.
+    """
+
+    num_prefix_tokens = 1
+
+    def __init__(self, img_size=224, patch_size: int = 16, in_chans: int = 3,
+                 num_classes: int = 0, embed_dim: int = 768, depth: int = 12,
+                 num_heads: int = 12, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                 global_pool: str = "avg"):
+        super().__init__()
+        self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
+        self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        h, w = self.patch_embed.grid_size
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        # Fixed, not learned (MAE); persistent so that checkpoints carry it like timm's.
+        pos = torch.cat([torch.zeros(1, embed_dim), sincos_2d(embed_dim, h, w)])  # (1+L, D)
+        self.register_buffer("pos_embed", pos.unsqueeze(0))  # (1, 1+L, D)
+        rates = torch.linspace(0, drop_path, depth).tolist()  # stochastic depth grows with depth
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, r) for r in rates)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(init_weights)
+        # As MAE: the patch projection is initialised like a linear layer, not a conv.
+        nn.init.xavier_uniform_(self.patch_embed.proj.weight.view(embed_dim, -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+        if num_classes > 0:
+            nn.init.trunc_normal_(self.head.weight, std=2e-5)  # MAE fine-tuning head init
+
+    @property
+    def patch_size(self) -> int:
+        return self.patch_embed.patch_size
+
+    def embed(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, H, W), ids_keep: (B, L_keep) or None -> (B, 1+L_keep, D) with positions."""
+        tokens = self.patch_embed(x) + self.pos_embed[:, 1:]  # (B, L, D)
+        if ids_keep is not None:
+            idx = ids_keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])  # (B, L_keep, D)
+            tokens = tokens.gather(1, idx)  # (B, L_keep, D)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)  # (B,1,D)
+        return torch.cat([cls, tokens], dim=1)  # (B, 1+L_keep, D)
+
+    def forward_features(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, 1+L_keep, D), normalised; L_keep = L when ids_keep is None."""
+        x = self.embed(x, ids_keep)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
+        """Patch tokens after the given blocks (0-based; -1 = last, normalised).
+
+        x: (B, C, H, W) -> list of (B, L, D), class token dropped (Segmenter, SETR-MLA).
+        """
+        depth = len(self.blocks)
+        wanted = {i % depth for i in indices}
+        outs: dict[int, torch.Tensor] = {}
+        x = self.embed(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in wanted:
+                outs[i] = self.norm(x) if i == depth - 1 else x
+        return [outs[i % depth][:, self.num_prefix_tokens:] for i in indices]  # each (B, L, D)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 1+L, D) -> (B, K) logits (or (B, D) features without a head)."""
+        pooled = x[:, 1:].mean(dim=1) if self.global_pool == "avg" else x[:, 0]  # (B, D)
+        return self.head(pooled)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def layer_id(name: str, depth: int) -> int:
+    """Layer index for layer-wise lr decay: embeddings 0, block i -> i+1, the rest depth+1."""
+    if name.startswith(("cls_token", "pos_embed", "patch_embed")):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return depth + 1
+
+
+def build_vit(model_cfg, img_size, in_chans: int, num_classes: int = 0,
+              drop_path: float | None = None) -> VisionTransformer:
+    """A VisionTransformer from a ModelConfig (variant name + overrides)."""
+    arch = resolve_arch(model_cfg)
+    return VisionTransformer(
+        img_size=img_size, in_chans=in_chans, num_classes=num_classes,
+        drop_path=model_cfg.drop_path if drop_path is None else drop_path,
+        global_pool=model_cfg.global_pool, **arch)

@@ -1,0 +1,111 @@
+"""Library entry points for the two training stages: `run_pretrain(cfg)`, `run_finetune(cfg)`.
+
+The CLI only parses and calls these; notebooks and tests call them too. Each returns the run
+folder. Both stages share `prepare` (devices, seeds, data) and the engine's `fit`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vitmae import distributed as dist
+from vitmae.checkpoint import CheckpointError, latest_good_checkpoint, read_weights
+from vitmae.config import Config, to_dict
+from vitmae.data import build_dataset
+from vitmae.engine import fit
+from vitmae.models import build_finetune_model, build_mae
+from vitmae.models.encoder_weights import load_encoder
+from vitmae.optim import base_lr, build_optimizer, param_groups
+from vitmae.runs import RunDir
+from vitmae.tasks import build_task
+
+
+@dataclass
+class Prepared:
+    device: torch.device
+    train_set: object
+    val_set: object
+
+
+def setup(cfg: Config) -> torch.device:
+    """Process group, device, threads and seeds (seed + rank, as nanoGPT)."""
+    device = dist.init_distributed(cfg.run.device)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    torch.manual_seed(cfg.run.seed + dist.rank())
+    import random
+
+    import numpy as np
+
+    random.seed(cfg.run.seed + dist.rank())
+    np.random.seed(cfg.run.seed + dist.rank())
+    return device
+
+
+def prepare(cfg: Config, with_val: bool = True) -> Prepared:
+    device = setup(cfg)
+    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
+    val_set = build_dataset(cfg.data, cfg.data.val_split, train=False) if with_val else None
+    return Prepared(device, train_set, val_set)
+
+
+def open_run(cfg: Config, stage: str, resume: str | None, log=print) -> tuple[RunDir, Path | None]:
+    """A new run folder, or the one being resumed with its newest good checkpoint."""
+    if resume is None:
+        return RunDir.create(cfg.run.output_dir, cfg.run.name, stage, cfg.data.dataset,
+                             to_dict(cfg)), None
+    run = RunDir(resume)
+    ckpt = latest_good_checkpoint(run.path, log=log)
+    if ckpt is None:
+        raise CheckpointError(f"--resume {resume}: no usable checkpoint in that run folder")
+    return run, ckpt
+
+
+def run_pretrain(cfg: Config, resume: str | None = None, log=print) -> Path:
+    """MAE pretraining on cfg.data with cfg.pretrain's schedule."""
+    p = prepare(cfg)
+    model = build_mae(cfg.model, cfg.data.img_size, p.train_set.in_chans).to(p.device)
+    o = cfg.pretrain
+    lr = base_lr(o, cfg.data.batch_size * o.accum_iter * dist.world_size())
+    optimizer = build_optimizer(param_groups(model, o.weight_decay), o, lr)
+    run, ckpt = open_run(cfg, "pretrain", resume, log)
+    log(f"pretraining {cfg.model.arch} on {cfg.data.dataset} ({len(p.train_set)} images) "
+        f"for {o.epochs} epochs, lr {lr:.3g}; run folder {run.path}")
+    fit(model, build_task("pretrain", eval_seed=cfg.run.seed), optimizer, lr, o, p.train_set,
+        p.val_set, cfg.data, cfg.run, run, p.device, to_dict(cfg), resume=ckpt, log=log)
+    dist.cleanup()
+    return run.path
+
+
+def run_finetune(cfg: Config, resume: str | None = None, log=print) -> Path:
+    """Fine-tune (or train from scratch) the encoder plus a head for cfg.task."""
+    p = prepare(cfg)
+    ds = p.train_set
+    model, encoder, prefix = build_finetune_model(cfg, ds.in_chans, ds.num_classes)
+    f = cfg.finetune
+    if f.pretrained and resume is None:
+        missing = load_encoder(encoder, read_weights(f.pretrained), log=log)
+        log(f"loaded the encoder of {f.pretrained} (new: {', '.join(sorted(missing)) or '-'})")
+    if f.linear_probe:  # train only what the encoder does not own
+        for prm in encoder.parameters():
+            prm.requires_grad_(False)
+        for name, prm in model.named_parameters():
+            if name.startswith(prefix + "head.") or (prefix and not name.startswith(prefix)):
+                prm.requires_grad_(True)
+    model.to(p.device)
+    lr = base_lr(f, cfg.data.batch_size * f.accum_iter * dist.world_size())
+    groups = param_groups(model, f.weight_decay, f.layer_decay, encoder.depth, prefix)
+    optimizer = build_optimizer(groups, f, lr)
+    task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None),
+                      label_smoothing=f.label_smoothing)
+    run, ckpt = open_run(cfg, "finetune", resume, log)
+    source = f"from {f.pretrained}" if f.pretrained else "from scratch"
+    log(f"fine-tuning {cfg.model.arch} for {cfg.task} on {cfg.data.dataset} "
+        f"({len(ds)} images) {source} for {f.epochs} epochs, lr {lr:.3g}; run folder {run.path}")
+    fit(model, task, optimizer, lr, f, p.train_set, p.val_set, cfg.data, cfg.run, run,
+        p.device, to_dict(cfg), resume=ckpt, log=log)
+    dist.cleanup()
+    return run.path

@@ -1,0 +1,93 @@
+"""Run folders: every run is a record that is enough to reproduce or resume it.
+
+A run folder holds `config.yaml` (the resolved config), `run.json` (git commit, command line,
+library versions, host facts), `metrics.jsonl` (one JSON object per logging interval and per
+evaluation) and the checkpoints (`ckpt-<step>/`, see `vitmae.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from vitmae import distributed as dist
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this package runs from, if it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=Path(__file__).parent, capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    import numpy
+    import torch
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+            "cuda": torch.version.cuda, "platform": platform.platform()}
+
+
+class RunDir:
+    """A run folder; only the main process writes into it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.metrics_path = self.path / "metrics.jsonl"
+
+    @classmethod
+    def create(cls, output_dir: str, name: str | None, stage: str, dataset: str,
+               config: dict) -> RunDir:
+        if name is None:
+            name = f"{stage}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = cls(Path(output_dir) / name)
+        if dist.is_main():
+            run.path.mkdir(parents=True, exist_ok=True)
+            run.check_writable()
+            (run.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            info = {"stage": stage, "git_commit": git_commit(), "command": sys.argv,
+                    "cwd": os.getcwd(), "world_size": dist.world_size(),
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()}
+            (run.path / "run.json").write_text(json.dumps(info, indent=1))
+        dist.barrier()
+        return run
+
+    def check_writable(self) -> None:
+        """Fail at start, not at the first checkpoint, if the folder cannot be written."""
+        probe = self.path / ".write-test"
+        try:
+            probe.write_bytes(b"\0" * 4096)
+            probe.unlink()
+        except OSError as e:
+            raise OSError(f"run folder {self.path} is not writable: {e}") from None
+
+    def log(self, record: dict) -> None:
+        if dist.is_main():
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def metrics_size(self) -> int:
+        return self.metrics_path.stat().st_size if self.metrics_path.exists() else 0
+
+    def truncate_metrics(self, size: int) -> None:
+        """Drop what a killed run logged after its last checkpoint (resume rewrites it)."""
+        if dist.is_main() and self.metrics_path.exists():
+            with open(self.metrics_path, "r+b") as f:
+                f.truncate(size)
