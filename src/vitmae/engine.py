@@ -176,8 +176,9 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
             for batch in loader:
                 if prog.batch >= n_batches:
                     break
-                lr = lr_at(prog.epoch + prog.batch / n_batches, base_lr, optim_cfg)
-                set_lr(optimizer, lr)
+                if prog.batch % accum == 0:  # a step's lr is read at its first micro-batch (MAE)
+                    lr = lr_at(prog.epoch + prog.batch / n_batches, base_lr, optim_cfg)
+                    set_lr(optimizer, lr)
                 batch = to_device(batch, device)
                 last_micro = (prog.batch + 1) % accum == 0
                 sync = contextlib.nullcontext() if last_micro or not dist.is_distributed() \
