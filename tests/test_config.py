@@ -56,9 +56,10 @@ def test_wrong_type_is_named(override, key):
 
 
 def test_numbers_are_read_as_yaml():
-    cfg = load_config(None, ["model.mask_ratio=0", "pretrain.blr=1e-3", "finetune.min_lr=2.5e-7",
-                             "data.subset=null", "pretrain.betas=[0.9, 0.95]"])
-    assert cfg.model.mask_ratio == 0.0 and isinstance(cfg.model.mask_ratio, float)
+    cfg = load_config(None, ["pretrain.warmup_epochs=2", "pretrain.blr=1e-3",
+                             "finetune.min_lr=2.5e-7", "data.subset=null",
+                             "pretrain.betas=[0.9, 0.95]"])
+    assert cfg.pretrain.warmup_epochs == 2.0 and isinstance(cfg.pretrain.warmup_epochs, float)
     assert cfg.pretrain.blr == 1e-3 and cfg.finetune.min_lr == 2.5e-7
     assert cfg.data.subset is None and cfg.pretrain.betas == (0.9, 0.95)
 
@@ -71,6 +72,7 @@ def test_malformed_override(override):
 
 @pytest.mark.parametrize("overrides, key", [
     (["model.mask_ratio=1.0"], "model.mask_ratio"),
+    (["model.mask_ratio=0"], "model.mask_ratio"),  # no removed patch: MAE's loss is 0/0
     (["data.img_size=18"], "data.img_size"),  # patch 4
     (["model.num_heads=3"], "model.num_heads"),  # width 32
     (["data.batch_size=0"], "data.batch_size"),
