@@ -7,7 +7,9 @@ A checkpoint is a folder `ckpt-<step>/` in the run folder holding
   meta.json           step, config, and the size and sha256 of the two files above.
 It is written into a temporary folder, every file flushed and fsynced, then renamed into
 place (as timm's `CheckpointSaver` does with `os.replace`), so a process killed mid-save
-leaves the previous checkpoints untouched. The last `keep_last` are kept.
+leaves the previous checkpoints untouched (its `.tmp-*` folder is ignored, and removed on
+resume). The last `keep_last` are kept. `--resume` takes the newest checkpoint whose files
+match their recorded size and hash, and says why it skips any newer one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 PREFIX = "ckpt-"
+TMP = ".tmp-"  # a save in progress: ignored by list_checkpoints, removed on resume
+PREV = ".prev"  # a checkpoint being replaced by a newer save of the same step
 FILES = ("model.safetensors", "state.pt")
 
 
@@ -84,15 +88,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    """Where the checkpoint of `step` lives (every DDP rank can name it; rank 0 writes it)."""
+    return Path(run_dir) / f"{PREFIX}{step:09d}"
+
+
 def save_checkpoint(run_dir: Path, step: int, model: nn.Module, state: dict,
                     config: dict, keep_last: int = 2) -> Path:
-    """Write ckpt-<step>/ atomically and prune older ones; returns the folder."""
+    """Write ckpt-<step>/ atomically and prune older ones; returns the folder.
+
+    At every instant the run folder holds a complete checkpoint: a save that fails (disk full,
+    killed) leaves the previous ones as they were, and a checkpoint of the same step is first
+    renamed to `ckpt-<step>.prev` (still a valid checkpoint) before the new one takes its name.
+    Raises CheckpointError, naming the folder and the newest checkpoint kept, if the write fails.
+    """
     run_dir = Path(run_dir)
-    final = run_dir / f"{PREFIX}{step:09d}"
-    tmp = run_dir / f".tmp-{PREFIX}{step:09d}-{os.getpid()}"
+    final = checkpoint_dir(run_dir, step)
+    tmp = run_dir / f"{TMP}{PREFIX}{step:09d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         weights = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
         save_file(weights, str(tmp / "model.safetensors"))
         torch.save(state, tmp / "state.pt")
@@ -104,22 +119,51 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, state: dict,
             with open(tmp / name, "rb+") as f:
                 os.fsync(f.fileno())
         _fsync_dir(tmp)
-        if final.exists():  # a rerun of the same step: replace it
-            shutil.rmtree(final)
+        prev = final.with_name(final.name + PREV)
+        if final.exists():  # a second save of this step (a resumed run's epoch end)
+            shutil.rmtree(prev, ignore_errors=True)
+            os.replace(final, prev)
         os.replace(tmp, final)
         _fsync_dir(run_dir)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = [p.name for p in list_checkpoints(run_dir)]
+        raise CheckpointError(
+            f"could not write checkpoint {final} ({e}); nothing was overwritten, the run folder "
+            f"keeps {', '.join(kept) or 'no checkpoint'}") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for old in list_checkpoints(run_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+    _prune(run_dir, step, keep_last)
     return final
 
 
+def _prune(run_dir: Path, step: int, keep_last: int) -> None:
+    """Keep the newest `keep_last` checkpoints up to `step`. Newer ones belong to a run that
+    was resumed from an older checkpoint (they failed verification) and go too."""
+    ckpts = list_checkpoints(run_dir)
+    current = [p for p in ckpts if _step(p) <= step and not p.name.endswith(PREV)]
+    for old in [p for p in ckpts if p not in current[-keep_last:]]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_partial_saves(run_dir: Path) -> list[Path]:
+    """Delete the temporary folders of saves that never finished (a killed process)."""
+    partial = sorted(Path(run_dir).glob(f"{TMP}{PREFIX}*"))
+    for p in partial:
+        shutil.rmtree(p, ignore_errors=True)
+    return partial
+
+
+def _step(ckpt: Path) -> int:
+    return int(ckpt.name[len(PREFIX):].removesuffix(PREV))
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoint folders of a run, oldest first."""
-    found = [p for p in Path(run_dir).glob(f"{PREFIX}*") if p.is_dir() and p.name[5:].isdigit()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    """Checkpoint folders of a run, oldest first (`ckpt-N.prev` just before `ckpt-N`)."""
+    found = [p for p in Path(run_dir).glob(f"{PREFIX}*")
+             if p.is_dir() and p.name[len(PREFIX):].removesuffix(PREV).isdigit()]
+    return sorted(found, key=lambda p: (_step(p), not p.name.endswith(PREV)))
 
 
 def verify_checkpoint(ckpt: Path) -> None:
@@ -127,16 +171,21 @@ def verify_checkpoint(ckpt: Path) -> None:
     meta_path = ckpt / "meta.json"
     try:
         meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{meta_path}: missing or unreadable ({e})") from None
-    for name, info in meta["files"].items():
+        files = {n: (int(i["size"]), str(i["sha256"])) for n, i in meta["files"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{meta_path}: missing, unreadable or malformed "
+                              f"({type(e).__name__}: {e})") from None
+    if set(files) != set(FILES):
+        raise CheckpointError(f"{meta_path}: expected entries for {', '.join(FILES)}, "
+                              f"found {', '.join(files) or 'none'}")
+    for name, (size, sha) in files.items():
         path = ckpt / name
         if not path.is_file():
             raise CheckpointError(f"{path}: missing")
-        if path.stat().st_size != info["size"]:
+        if path.stat().st_size != size:
             raise CheckpointError(f"{path}: size {path.stat().st_size} bytes, expected "
-                                  f"{info['size']} (truncated or overwritten)")
-        if _sha256(path) != info["sha256"]:
+                                  f"{size} (truncated or overwritten)")
+        if _sha256(path) != sha:
             raise CheckpointError(f"{path}: sha256 does not match meta.json (corrupted)")
 
 
@@ -165,6 +214,9 @@ def safe_torch_load(path: Path) -> Any:
             f"{path}: refused to load: the file needs arbitrary Python objects to be unpickled, "
             f"which can run code. Only tensors and plain data are accepted "
             f"(weights_only=True). Details: {str(e).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:  # truncated or not a torch file
+        raise CheckpointError(f"{path}: not a readable torch file ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ the MAE reference code (`mask_ratio`, `norm_pix_loss`, `blr`, `min_lr`, `warmup_
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -145,6 +146,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads '1e-4' (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is bool and isinstance(value, bool):
@@ -258,6 +264,15 @@ def validate(cfg: Config) -> None:
          f"expected 'linear' or 'pup', got {m.seg_head!r}")
     need(0.0 <= m.drop_path < 1.0, "model.drop_path", f"must be in [0, 1), got {m.drop_path}")
     arch = resolve_arch(m)  # raises ConfigError for an unknown arch
+    sizes = {**{f"model.{k}": v for k, v in arch.items()},
+             **{f"model.{k}": getattr(m, k) for k in ("decoder_embed_dim", "decoder_depth",
+                                                       "decoder_num_heads")},
+             "data.img_size": d.img_size}
+    for key, value in sizes.items():  # before any '%' below
+        need(value >= 1, key, f"must be >= 1, got {value}")
+    for key in ("model.embed_dim", "model.decoder_embed_dim"):
+        need(sizes[key] % 4 == 0, key, f"must be divisible by 4 (2-D sin-cos position "
+             f"embedding), got {sizes[key]}")
     need(arch["embed_dim"] % arch["num_heads"] == 0, "model.num_heads",
          f"{arch['num_heads']} heads do not divide the width {arch['embed_dim']}")
     need(m.decoder_embed_dim % m.decoder_num_heads == 0, "model.decoder_num_heads",
@@ -278,9 +293,18 @@ def validate(cfg: Config) -> None:
         need(o.schedule in ("cosine", "constant"), f"{name}.schedule",
              f"expected 'cosine' or 'constant', got {o.schedule!r}")
         need(o.lr is None or o.lr > 0, f"{name}.lr", f"must be > 0, got {o.lr}")
+        need(o.min_lr >= 0 and o.warmup_epochs >= 0, f"{name}.min_lr/warmup_epochs",
+             f"must be >= 0, got {o.min_lr} and {o.warmup_epochs}")
+        need(all(0.0 <= b < 1.0 for b in o.betas), f"{name}.betas",
+             f"must be in [0, 1), got {list(o.betas)}")
     p = cfg.finetune.pretrained
-    need(p is None or Path(p).exists(), "finetune.pretrained", f"no such file or folder: {p}")
+    need(p is None or os.path.exists(p), "finetune.pretrained",  # False on any OSError
+         f"no such file or folder: {p!r}")
     need(cfg.run.amp in ("auto", "bf16", "fp32"), "run.amp",
          f"expected auto, bf16 or fp32, got {cfg.run.amp!r}")
     need(cfg.run.keep_last >= 1, "run.keep_last", f"must be >= 1, got {cfg.run.keep_last}")
     need(cfg.run.log_interval >= 1, "run.log_interval", f"must be >= 1, got {cfg.run.log_interval}")
+    r = cfg.run
+    need(r.eval_interval >= 1, "run.eval_interval", f"must be >= 1, got {r.eval_interval}")
+    need(r.ckpt_interval >= 0, "run.ckpt_interval", f"must be >= 0, got {r.ckpt_interval}")
+    need(r.threads is None or r.threads >= 1, "run.threads", f"must be >= 1, got {r.threads}")

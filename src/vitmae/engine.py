@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import resource
 import signal
 import sys
@@ -23,7 +24,16 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from vitmae import distributed as dist
-from vitmae.checkpoint import load_state, rng_state, save_checkpoint, set_rng_state, unwrap
+from vitmae.checkpoint import (
+    CheckpointError,
+    checkpoint_dir,
+    load_state,
+    remove_partial_saves,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    unwrap,
+)
 from vitmae.config import DataConfig, OptimConfig, RunConfig
 from vitmae.data.loader import batches_per_epoch, make_loader
 from vitmae.optim import lr_at, set_lr
@@ -100,6 +110,7 @@ class StopFlag:
     def __init__(self):
         self.signum: int | None = None
         self._old = {}
+        self._pid = os.getpid()
 
     def __enter__(self):
         for s in (signal.SIGTERM, signal.SIGINT):
@@ -110,6 +121,8 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame):
+        if os.getpid() != self._pid:  # a forked DataLoader worker: Ctrl-C reaches the whole
+            return  # process group, and the main process stops the loader cleanly
         if self.signum is not None:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         self.signum = signum
@@ -148,19 +161,29 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
         meter = state["meter"]
         set_rng_state(state["rng"])
         run.truncate_metrics(state["metrics_size"])
+        if dist.is_main():
+            for partial in remove_partial_saves(run.path):
+                log(f"removed {partial.name}: a checkpoint save that was interrupted")
         log(f"resumed from {resume} at epoch {prog.epoch}, batch {prog.batch}, step {prog.step}")
 
     last_ckpt: Path | None = resume
 
     def checkpoint() -> Path | None:
         nonlocal last_ckpt
+        _check_finite(model, prog, last_ckpt)  # never replace a good checkpoint by NaNs
         if dist.is_main():
             state = {"optimizer": optimizer.state_dict(), "progress": vars(prog).copy(),
                      "meter": dict(meter), "rng": rng_state(),
                      "metrics_size": run.metrics_size()}
-            last_ckpt = save_checkpoint(run.path, prog.step, model, state, config,
-                                        run_cfg.keep_last)
+            try:
+                last_ckpt = save_checkpoint(run.path, prog.step, model, state, config,
+                                            run_cfg.keep_last)
+            except CheckpointError as e:  # stop: going on would risk more unsaved work
+                raise CheckpointError(f"{e}. Stopped at step {prog.step}; free space or fix "
+                                      f"the folder, then resume with: --resume {run.path}") from e
         dist.barrier()
+        if not dist.is_main():
+            last_ckpt = checkpoint_dir(run.path, prog.step)
         return last_ckpt
 
     model.train()
@@ -222,6 +245,7 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
                 bar.update(1)
             bar.close()
             prog.epoch, prog.batch = prog.epoch + 1, 0
+            _report_skipped(train_set, prog, run, log)
             if val_set is not None and (prog.epoch % run_cfg.eval_interval == 0
                                         or prog.epoch == optim_cfg.epochs):
                 metrics = evaluate(model, task, val_set, B, device, data_cfg.num_workers,
@@ -230,6 +254,30 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
                 log(f"epoch {prog.epoch}: " + _summary(metrics))
             checkpoint()
     return metrics
+
+
+def _check_finite(model: nn.Module, prog: Progress, last_ckpt: Path | None) -> None:
+    """Raise DivergenceError if any weight is NaN or infinite (a finite loss can still step
+    into them); called before every save so that a good checkpoint is never replaced."""
+    for name, t in unwrap(model).state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise DivergenceError(
+                f"weight {name} is not finite after step {prog.step} (epoch {prog.epoch}); "
+                f"no checkpoint written; last good checkpoint: {last_ckpt or 'none'}. "
+                "Lower the lr or raise warmup_epochs.")
+
+
+def _report_skipped(train_set, prog: Progress, run: RunDir, log) -> None:
+    """Log and record the files `data.skip_bad` skipped this epoch (if the data set keeps a
+    list: `take_skipped() -> [(path, reason)]`)."""
+    take = getattr(train_set, "take_skipped", None)
+    skipped = take() if take is not None else []
+    if not skipped:
+        return
+    names = ", ".join(p for p, _ in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+    log(f"epoch {prog.epoch}: skipped {len(skipped)} unreadable files (data.skip_bad): {names}")
+    run.log({"epoch": prog.epoch, "step": prog.step, "split": "train",
+             "skipped_files": len(skipped), "skipped": [p for p, _ in skipped]})
 
 
 def _weights(ckpt: Path) -> dict:

@@ -59,7 +59,6 @@ class RunDir:
             name = f"{stage}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = cls(Path(output_dir) / name)
         if dist.is_main():
-            run.path.mkdir(parents=True, exist_ok=True)
             run.check_writable()
             (run.path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
             info = {"stage": stage, "git_commit": git_commit(), "command": sys.argv,
@@ -70,13 +69,20 @@ class RunDir:
         return run
 
     def check_writable(self) -> None:
-        """Fail at start, not at the first checkpoint, if the folder cannot be written."""
+        """Create the folder and write a probe file: fail at start, not at the first
+        checkpoint, if the folder cannot be created or written (read-only, a file in the
+        way, disk full)."""
         probe = self.path / ".write-test"
         try:
-            probe.write_bytes(b"\0" * 4096)
+            self.path.mkdir(parents=True, exist_ok=True)
+            with open(probe, "wb") as f:
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
             probe.unlink()
         except OSError as e:
-            raise OSError(f"run folder {self.path} is not writable: {e}") from None
+            raise OSError(f"run folder {self.path} cannot be created or written "
+                          f"({type(e).__name__}: {e}); choose another run.output_dir") from None
 
     def log(self, record: dict) -> None:
         if dist.is_main():

@@ -2,13 +2,14 @@
 
 `<root>/cifar-10-batches-py/`: `data_batch_1..5` (train, 10,000 each), `test_batch`,
 `batches.meta` (class names). Each batch holds `data` (N, 3072) uint8, R then G then B
-planes of 32x32, and `labels`. Read with pickle directly (torchvision's md5 check refuses
-copies whose `filenames` entries differ). Missing train batches are skipped with a warning.
+planes of 32x32, and `labels`; labels outside 0..9 are refused, naming the file. Read with
+an allow-list unpickler (`data.checks`: a crafted file cannot run code), not torchvision
+(its md5 check refuses copies whose `filenames` entries differ). Missing train batches are
+skipped with a warning.
 """
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from vitmae.config import DataConfig
+from vitmae.data.checks import check_labels, safe_pickle_load
 from vitmae.data.registry import check_split, register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.tensor_dataset import ImageTensorDataset
@@ -31,10 +33,11 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def read_pickle(path: Path) -> dict:
-    """Unpickle a CIFAR python file; ValueError naming it if it is not one."""
+    """Unpickle a CIFAR python file (arrays and plain data only); ValueError naming it if it
+    is not one."""
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")  # Python-2 str keys -> str
+            return safe_pickle_load(f, encoding="latin1")  # Python-2 str keys -> str
     except FileNotFoundError:
         raise
     except Exception as e:  # pickle raises many types on corrupt input
@@ -50,6 +53,7 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if data.ndim != 2 or data.shape != (len(labels), 3072):
         raise ValueError(f"{path}: expected data of shape ({len(labels)}, 3072), "
                          f"found {data.shape}")
+    check_labels(labels, len(CLASSES), path)
     return data.reshape(-1, 3, 32, 32), labels  # (N, 3072) -> (N, 3, 32, 32), RGB planes
 
 

@@ -1,9 +1,10 @@
 """A user's image folder in torchvision's ImageFolder layout: `<root>/<split>/<class>/*.jpg`.
 
 Classes are the sorted sub-folder names (as ImageFolder). Images are decoded with Pillow,
-converted to RGB and normalized with the ImageNet mean/std (what pretrained ViTs expect).
-With `data.skip_bad`, an unreadable image is skipped (the next one is returned) and its
-path recorded in `bad_files` (per process: DataLoader workers keep their own list).
+converted to RGB (`data.checks.open_image`: any mode, 16-bit scaled) and normalized with
+the ImageNet mean/std (what pretrained ViTs expect). With `data.skip_bad`, an unreadable
+image is skipped (the next one is returned) and recorded in a `SkipLog` shared with the
+DataLoader workers: `bad_files` lists them, `take_skipped()` hands them to the engine.
 """
 
 from __future__ import annotations
@@ -11,19 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from vitmae.config import DataConfig
+from vitmae.data.checks import BadImageError, SkipLog, open_image
 from vitmae.data.registry import register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD, folder_transform
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-# what Pillow raises on a broken file: UnidentifiedImageError (an OSError), truncated data
-# (OSError), bad PNG chunks (SyntaxError), bad header values (ValueError)
-DECODE_ERRORS = (OSError, SyntaxError, ValueError)
 
 
 def scan_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -45,7 +43,7 @@ class ImageFolderDataset(Dataset):
                                     f"{self.folder}/<class>/*{'|'.join(IMG_EXTENSIONS)})")
         self.transform = transform
         self.skip_bad = skip_bad
-        self.bad_files: list[str] = []
+        self.skipped = SkipLog() if skip_bad else None
         self.num_classes = len(self.classes)
         self.in_chans = 3
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
@@ -53,21 +51,28 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def bad_files(self) -> list[str]:
+        return [p for p, _ in self.skipped.seen()] if self.skipped else []
+
+    def take_skipped(self) -> list[tuple[str, str]]:
+        """(path, reason) of the files skipped since the last call."""
+        return self.skipped.take() if self.skipped else []
+
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         for j in range(len(self.samples)):
             path, target = self.samples[(i + j) % len(self.samples)]
             try:
-                with Image.open(path) as im:
-                    img = im.convert("RGB")
-            except DECODE_ERRORS as e:
-                if not self.skip_bad:
-                    raise OSError(f"cannot read image {path}: {e} (pass data.skip_bad=true to "
-                                  f"skip unreadable images)") from e
-                if str(path) not in self.bad_files:
-                    self.bad_files.append(str(path))
+                img = open_image(path)
+            except BadImageError as e:
+                if self.skipped is None:
+                    raise BadImageError(f"{e}; pass data.skip_bad=true to skip unreadable "
+                                        f"images") from e
+                self.skipped.add(path, str(e))
                 continue
             return self.transform(img), target
-        raise OSError(f"{self.folder}: no readable image ({len(self.bad_files)} unreadable)")
+        raise BadImageError(f"{self.folder}: no readable image ({len(self.bad_files)} "
+                            f"unreadable)")
 
 
 @register_dataset("folder")
