@@ -275,7 +275,8 @@ def _report_skipped(train_set, prog: Progress, run: RunDir, log) -> None:
     if not skipped:
         return
     names = ", ".join(p for p, _ in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
-    log(f"epoch {prog.epoch}: skipped {len(skipped)} unreadable files (data.skip_bad): {names}")
+    files = "file" if len(skipped) == 1 else "files"
+    log(f"epoch {prog.epoch}: skipped {len(skipped)} unreadable {files} (data.skip_bad): {names}")
     run.log({"epoch": prog.epoch, "step": prog.step, "split": "train",
              "skipped_files": len(skipped), "skipped": [p for p, _ in skipped]})
 
