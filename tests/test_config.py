@@ -72,7 +72,7 @@ def test_malformed_override(override):
 
 @pytest.mark.parametrize("overrides, key", [
     (["model.mask_ratio=1.0"], "model.mask_ratio"),
-    (["model.mask_ratio=0"], "model.mask_ratio"),  # no removed patch: MAE's loss is 0/0
+    (["model.mask_ratio=-0.1"], "model.mask_ratio"),
     (["data.img_size=18"], "data.img_size"),  # patch 4
     (["model.num_heads=3"], "model.num_heads"),  # width 32
     (["data.batch_size=0"], "data.batch_size"),

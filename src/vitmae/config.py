@@ -256,8 +256,7 @@ def validate(cfg: Config) -> None:
 
     need(cfg.task in TASKS, "task", f"expected one of {TASKS}, got {cfg.task!r}")
     m, d = cfg.model, cfg.data
-    # 0 would leave no patch for MAE's loss (an average over removed patches): NaN
-    need(0.0 < m.mask_ratio < 1.0, "model.mask_ratio", f"must be in (0, 1), got {m.mask_ratio}")
+    need(0.0 <= m.mask_ratio < 1.0, "model.mask_ratio", f"must be in [0, 1), got {m.mask_ratio}")
     need(m.global_pool in ("avg", "token"), "model.global_pool",
          f"expected 'avg' or 'token', got {m.global_pool!r}")
     need(m.seg_head in ("linear", "pup"), "model.seg_head",

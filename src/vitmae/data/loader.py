@@ -55,13 +55,21 @@ class SeededSamples(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int):
-        seed = (self.seed * 1_000_003 + self.epoch) * 10_000_019 + i
-        if get_worker_info() is not None:  # a worker process: its global RNG is its own
-            torch.manual_seed(seed)
-            return self.dataset[i]
-        with torch.random.fork_rng(devices=[]):  # main process: leave the training RNG alone
-            torch.manual_seed(seed)
-            return self.dataset[i]
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A batch of items; the DataLoader calls this once per batch when it exists."""
+        # Only the CPU generator is reseeded: torch.manual_seed would also queue CUDA seeds
+        # and costs ~100x more per call.
+        gen = torch.default_generator
+        saved = gen.get_state() if get_worker_info() is None else None  # main process: keep
+        items = []
+        for i in indices:
+            gen.manual_seed((self.seed * 1_000_003 + self.epoch) * 10_000_019 + i)
+            items.append(self.dataset[i])
+        if saved is not None:
+            gen.set_state(saved)
+        return items
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, train: bool, seed: int = 0,
