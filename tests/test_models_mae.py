@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vitmae.models.mae import patchify, random_masking, unpatchify
+from vitmae.models.mae import MaskedAutoencoder, patchify, random_masking, unpatchify
+from vitmae.models.vit import VisionTransformer
 
 
 @pytest.mark.parametrize("C", [1, 3])
@@ -141,3 +142,17 @@ def test_micro_mae_loss_halves_on_one_batch(micro_mae):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses[::25]
+
+
+def test_mask_ratio_zero_reconstructs_every_patch():
+    """With nothing removed the loss is the MSE over all patches (not 0/0)."""
+    torch.manual_seed(0)
+    enc = VisionTransformer(img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=1,
+                            num_heads=2)
+    mae = MaskedAutoencoder(enc, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2,
+                            mask_ratio=0.0)
+    imgs = torch.randn(2, 1, 8, 8)
+    loss, pred, mask = mae(imgs)
+    assert mask.sum() == 0
+    expected = ((pred - patchify(imgs, 4)) ** 2).mean()
+    torch.testing.assert_close(loss, expected)

@@ -107,7 +107,10 @@ class MaskedAutoencoder(nn.Module):
             var = target.var(dim=-1, keepdim=True)
             target = (target - mean) / (var + 1.0e-6) ** 0.5
         per_patch = ((pred.float() - target) ** 2).mean(dim=-1)  # (B, L)
-        return (per_patch * mask).sum() / mask.sum()
+        # mask_ratio 0 removes nothing: then every patch counts (a plain autoencoder), without
+        # a host sync to find out.
+        weight = mask + (mask.sum() == 0).to(mask.dtype)  # (B, L)
+        return (per_patch * weight).sum() / weight.sum()
 
     def forward(self, imgs: torch.Tensor, mask_ratio: float | None = None,
                 generator: torch.Generator | None = None):
