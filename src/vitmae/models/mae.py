@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from vitmae.models.pos_embed import sincos_2d
 from vitmae.models.vit import Block, VisionTransformer, build_vit, init_weights
@@ -37,6 +38,19 @@ def unpatchify(x: torch.Tensor, p: int, C: int, hw: tuple[int, int]) -> torch.Te
     x = x.reshape(B, h, w, p, p, C)  # (B, h, w, p, p, C)
     x = x.permute(0, 5, 1, 3, 2, 4)  # (B, C, h, p, w, p)
     return x.reshape(B, C, h * p, w * p)  # (B, C, H, W)
+
+
+def normalize_patches(target: torch.Tensor, eps: float = 1.0e-6) -> torch.Tensor:
+    """MAE's norm_pix target per patch: (t - mean) / sqrt(var + eps), var unbiased.
+
+    target: (B, L, n) -> (B, L, n). One fused layer_norm instead of five passes; layer_norm
+    divides by the biased variance c * var, c = (n-1)/n, so the target is
+    sqrt(c) * layer_norm(t, eps = c * eps), the sqrt(c) going in as the norm's weight.
+    """
+    n = target.shape[-1]
+    c = (n - 1) / n
+    scale = target.new_full((n,), c ** 0.5)  # (n,)
+    return F.layer_norm(target, (n,), weight=scale, eps=c * eps)
 
 
 def random_masking(B: int, L: int, mask_ratio: float, device=None,
@@ -88,13 +102,16 @@ class MaskedAutoencoder(nn.Module):
     def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """latent: (B, 1+L_keep, D), ids_restore: (B, L) -> (B, L, p*p*C) pixel predictions."""
         x = self.decoder_embed(latent)  # (B, 1+L_keep, Dd)
-        B, L = ids_restore.shape
-        Dd = x.shape[-1]
-        masks = self.mask_token.expand(B, L + 1 - x.shape[1], -1)  # (B, L-L_keep, Dd)
-        patches = torch.cat([x[:, 1:], masks], dim=1)  # (B, L, Dd) in shuffled order
-        idx = ids_restore.unsqueeze(-1).expand(-1, -1, Dd)  # (B, L, Dd)
-        patches = patches.gather(1, idx)  # (B, L, Dd) back in patch order
-        x = torch.cat([x[:, :1], patches], dim=1) + self.decoder_pos_embed  # (B, 1+L, Dd)
+        B, n, Dd = x.shape  # n = 1 + L_keep
+        L = ids_restore.shape[1]
+        # One row lookup builds the whole sequence (instead of cat, gather, cat): the rows of
+        # every sample's tokens, then the mask token as the last row.
+        table = torch.cat([x.reshape(B * n, Dd), self.mask_token.reshape(1, Dd)])  # (B*n+1, Dd)
+        first = torch.arange(B, device=x.device).unsqueeze(1) * n  # (B, 1) row of each cls
+        rows = torch.where(ids_restore < n - 1, first + 1 + ids_restore, B * n)  # (B, L)
+        rows = torch.cat([first, rows], dim=1)  # (B, 1+L): class token, then patch order
+        x = table.index_select(0, rows.flatten()).view(B, 1 + L, Dd)  # (B, 1+L, Dd)
+        x = x + self.decoder_pos_embed  # (B, 1+L, Dd)
         for block in self.decoder_blocks:
             x = block(x)
         return self.decoder_pred(self.decoder_norm(x))[:, 1:]  # (B, L, p*p*C)
@@ -103,10 +120,8 @@ class MaskedAutoencoder(nn.Module):
         """MSE on removed patches only. imgs (B, C, H, W), pred (B, L, p*p*C), mask (B, L)."""
         target = patchify(imgs, self.patch_size)  # (B, L, p*p*C)
         if self.norm_pix_loss:  # per-patch normalised pixels (paper, Table 1d)
-            mean = target.mean(dim=-1, keepdim=True)
-            var = target.var(dim=-1, keepdim=True)
-            target = (target - mean) / (var + 1.0e-6) ** 0.5
-        per_patch = ((pred.float() - target) ** 2).mean(dim=-1)  # (B, L)
+            target = normalize_patches(target)
+        per_patch = F.mse_loss(pred.float(), target, reduction="none").mean(dim=-1)  # (B, L)
         # mask_ratio 0 removes nothing: then every patch counts (a plain autoencoder), without
         # a host sync to find out.
         weight = mask + (mask.sum() == 0).to(mask.dtype)  # (B, L)
