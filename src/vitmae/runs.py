@@ -2,7 +2,8 @@
 
 A run folder holds `config.yaml` (the resolved config), `run.json` (git commit, command line,
 library versions, host facts), `metrics.jsonl` (one JSON object per logging interval and per
-evaluation) and the checkpoints (`ckpt-<step>/`, see `vitmae.checkpoint`).
+evaluation) and the checkpoints (`ckpt-<step>/`, see `vitmae.checkpoint`). `run_differences`
+says whether a resumed run reproduced an uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from vitmae import distributed as dist
+from vitmae.checkpoint import list_checkpoints
 
 
 def git_commit() -> str | None:
@@ -97,3 +101,30 @@ class RunDir:
         if dist.is_main() and self.metrics_path.exists():
             with open(self.metrics_path, "r+b") as f:
                 f.truncate(size)
+
+
+TIMING = ("img_s", "peak_mem_mb")  # differ between any two runs of the same config
+
+
+def metric_records(run: str | Path, ignore: tuple[str, ...] = TIMING) -> list[dict]:
+    """The records of a run's metrics.jsonl, without the timing fields."""
+    lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k not in ignore} for x in lines]
+
+
+def run_differences(run: str | Path, reference: str | Path) -> list[str]:
+    """What differs between two finished runs: the newest checkpoint's name, any weight not
+    bit-identical, and metrics.jsonl apart from timing. [] means the same run."""
+    ckpts = [list_checkpoints(r) for r in (run, reference)]
+    if not ckpts[0] or not ckpts[1] or ckpts[0][-1].name != ckpts[1][-1].name:
+        return [f"newest checkpoint: {[c[-1].name if c else None for c in ckpts]}"]
+    a, b = (load_file(str(c[-1] / "model.safetensors")) for c in ckpts)
+    out = [f"weight {k}" for k in sorted(a.keys() | b.keys())
+           if k not in a or k not in b or not torch.equal(a[k], b[k])]
+    ra, rb = metric_records(run), metric_records(reference)
+    if ra != rb:
+        pairs = enumerate(zip(ra, rb, strict=False))
+        first = next((i for i, (x, y) in pairs if x != y), min(len(ra), len(rb)))
+        out.append(f"metrics.jsonl from record {first} ({len(ra)} vs {len(rb)} records)")
+    return out
+

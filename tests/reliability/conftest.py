@@ -33,10 +33,10 @@ class Interrupted:
 
 # name -> (metrics.jsonl lines to wait for, signal, extra overrides, signal the whole group)
 PLANS = {
-    "kill_w0": (6, signal.SIGKILL, ("data.num_workers=0",), False),
-    "kill_w1": (9, signal.SIGKILL, ("data.num_workers=1",), False),
+    "kill_w0": (2, signal.SIGKILL, ("data.num_workers=0",), False),
+    "kill_w1": (4, signal.SIGKILL, ("data.num_workers=1",), False),
     # Ctrl-C in a terminal reaches the whole process group, DataLoader workers included
-    "int_group": (7, signal.SIGINT, ("data.num_workers=1",), True),
+    "int_group": (3, signal.SIGINT, ("data.num_workers=1",), True),
 }
 
 

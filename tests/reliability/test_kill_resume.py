@@ -12,15 +12,16 @@ import signal
 import pytest
 
 from vitmae.checkpoint import list_checkpoints, verify_checkpoint
+from vitmae.runs import metric_records
 
-from .cli_runs import assert_same_run, records, resume
+from .cli_runs import assert_same_run, resume
 
 
 @pytest.mark.parametrize("name", ["kill_w0", "kill_w1"])
 def test_sigkill_then_resume_is_bit_identical(runs, name, capsys):
     killed, ref = runs[name], runs["ref"].run
     assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    assert len(records(killed.run)) < len(records(ref))
+    assert len(metric_records(killed.run)) < len(metric_records(ref))
     for ckpt in list_checkpoints(killed.run):
         verify_checkpoint(ckpt)  # whatever the kill interrupted, what is there is whole
     code, out = resume(killed.run, capsys)

@@ -78,7 +78,7 @@ def test_sigterm_under_ddp_stops_every_rank(tmp_path, subprocess_env):
     env = {**subprocess_env, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(argv, env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
-    _wait_for(tmp_path / "ddp" / "metrics.jsonl", lambda t: len(t.splitlines()) >= 3, proc)
+    _wait_for(tmp_path / "ddp" / "metrics.jsonl", lambda t: len(t.splitlines()) >= 2, proc)
     os.kill(proc.pid, signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert stderr.count("stopped by SIGTERM") == 2, stderr[-3000:]  # both ranks, same step
