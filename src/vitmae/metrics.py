@@ -1,4 +1,5 @@
-"""Metrics computed from sums that can be added across DDP ranks (a confusion matrix).
+"""Metrics computed from sums that can be added across DDP ranks (confusion matrices, score
+histograms).
 
 Every evaluator keeps only additive state, so `all_reduce(SUM)` of that state gives the exact
 metric over the whole test set, whatever the number of processes.
@@ -31,3 +32,58 @@ def classification_metrics(cm: torch.Tensor, classes: list[str] | None = None) -
     return {"top1": (cm.diag().sum() / n.clamp(min=1)).item(),
             "per_class": dict(zip(names, per_class)),
             "n": int(n.item())}
+
+
+def segmentation_metrics(cm: torch.Tensor, classes: list[str] | None = None) -> dict:
+    """mIoU, per-class IoU, pixel and mean class accuracy from a (K, K) pixel confusion matrix.
+
+    Void pixels are already left out of `cm` (`confusion_matrix(..., ignore_index=255)`).
+    Classes absent from both truth and prediction (IoU 0/0) are left out of the mean, as in
+    mmsegmentation; their per-class IoU is reported as NaN.
+    """
+    cm = cm.double()
+    tp = cm.diag()
+    truth, pred = cm.sum(1), cm.sum(0)  # (K,) pixels per true class, per predicted class
+    union = truth + pred - tp
+    iou = tp / union  # NaN where the class never occurs
+    acc = tp / truth
+    names = classes or [str(i) for i in range(cm.shape[0])]
+    return {"miou": iou.nanmean().item(),
+            "pixel_acc": (tp.sum() / cm.sum().clamp(min=1)).item(),
+            "mean_class_acc": acc.nanmean().item(),
+            "per_class_iou": dict(zip(names, iou.tolist(), strict=True))}
+
+
+def background_baseline(cm: torch.Tensor) -> dict:
+    """mIoU and pixel accuracy of predicting class 0 everywhere, from the same matrix."""
+    truth = cm.sum(1)  # (K,) what a constant predictor sees
+    baseline = torch.zeros_like(cm)
+    baseline[:, 0] = truth  # every pixel predicted as class 0
+    m = segmentation_metrics(baseline)
+    return {"baseline_miou": m["miou"], "baseline_pixel_acc": m["pixel_acc"]}
+
+
+def score_histograms(scores: torch.Tensor, targets: torch.Tensor, bins: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """scores in [0, 1], targets 0/1, both (N, K) -> positives and negatives per score bin,
+    each (K, bins) int64. Counts add across batches and DDP ranks, unlike the raw scores."""
+    K = scores.shape[1]
+    b = (scores.float() * bins).long().clamp_(0, bins - 1)  # (N, K) bin of each score
+    idx = torch.arange(K, device=b.device) * bins + b  # (N, K) flat (class, bin) index
+    pos = targets.bool()
+    return (torch.bincount(idx[pos], minlength=K * bins).reshape(K, bins),  # (K, bins)
+            torch.bincount(idx[~pos], minlength=K * bins).reshape(K, bins))
+
+
+def average_precision(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """(K, bins) histograms -> (K,) AP, NaN for a class without positives.
+
+    AP = sum over thresholds of (recall step) x precision, as scikit-learn's
+    `average_precision_score`, with each bin one threshold (scores in a bin are tied).
+    """
+    tp = pos.flip(1).double().cumsum(1)  # (K, bins) positives scoring >= each bin, high to low
+    fp = neg.flip(1).double().cumsum(1)
+    n_pos = tp[:, -1:]  # (K, 1)
+    precision = tp / (tp + fp).clamp(min=1)
+    recall_step = pos.flip(1).double() / n_pos  # (K, bins); 0/0 = NaN where no positives
+    return (recall_step * precision).sum(1)

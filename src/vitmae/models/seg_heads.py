@@ -1,0 +1,99 @@
+"""Segmentation decode heads: patch tokens of the ViT encoder -> per-pixel class logits.
+
+`LinearHead` is Segmenter's linear decoder (Strudel et al. 2021): one linear map of each
+patch token to K logits on the (h, w) grid, upsampled bilinearly to (H, W).
+`PUPHead` follows SETR (Zheng et al. 2021): tokens from several depths (as SETR-MLA) are
+normalised, concatenated and fused, then progressive upsampling (PUP) doubles the resolution
+per stage with a 3x3 convolution at each new resolution, so that the last stage decides at
+full resolution. Unlike SETR, each stage also sees the input image average-pooled to its
+resolution (a U-Net-like skip): the patch tokens know *what* is there, the pixels say
+*where* its edges are (thin digit strokes are 1-3 px; a linear head decides per patch).
+Shapes: B batch, H, W image, p patch, h, w = H//p, W//p, L = h*w, D width, K classes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def tokens_to_grid(tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(B, L, D) -> (B, D, h, w), patches row-major (as PatchEmbed flattens them)."""
+    B, L, D = tokens.shape
+    return tokens.transpose(1, 2).reshape(B, D, *hw)  # (B, D, h, w)
+
+
+def level_indices(depth: int, levels: int) -> list[int]:
+    """Blocks whose outputs a multi-level head reads: evenly spaced, ending at the last.
+
+    depth 12, levels 4 -> [2, 5, 8, 11] (SETR-MLA reads blocks 6, 12, 18, 24 of 24).
+    """
+    step = depth / min(levels, depth)
+    return sorted({math.ceil(step * (i + 1)) - 1 for i in range(min(levels, depth))})
+
+
+class LinearHead(nn.Module):
+    """Segmenter's linear decoder on the last block's (normalised) patch tokens."""
+
+    def __init__(self, embed_dim: int, num_classes: int, depth: int):
+        super().__init__()
+        self.indices = [depth - 1]
+        self.proj = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, feats: list[torch.Tensor], hw: tuple[int, int],
+                imgs: torch.Tensor) -> torch.Tensor:
+        """feats: [(B, L, D)], imgs (B, C, H, W) (only its size is used) -> (B, K, H, W)."""
+        logits = tokens_to_grid(self.proj(feats[0]), hw)  # (B, L, K) -> (B, K, h, w)
+        return F.interpolate(logits, size=imgs.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def conv_norm_act(c_in: int, c_out: int) -> nn.Sequential:
+    # GroupNorm, not BatchNorm: independent of the batch size and of the number of DDP ranks
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                         nn.GroupNorm(min(8, c_out), c_out), nn.ReLU(inplace=True))
+
+
+class PUPHead(nn.Module):
+    """Multi-level fusion, then log2(p) stages of (upsample x2, conv 3x3, norm, ReLU)."""
+
+    def __init__(self, embed_dim: int, num_classes: int, depth: int, patch_size: int,
+                 in_chans: int, levels: int = 4, channels: int = 64, min_channels: int = 16):
+        super().__init__()
+        self.indices = level_indices(depth, levels)
+        self.norms = nn.ModuleList(nn.LayerNorm(embed_dim, eps=1e-6) for _ in self.indices)
+        self.fuse = nn.Sequential(nn.Conv2d(embed_dim * len(self.indices), channels, 1),
+                                  nn.GroupNorm(8, channels), nn.ReLU(inplace=True))
+        n_stages = max(1, round(math.log2(patch_size)))
+        widths = [max(channels >> i, min_channels) for i in range(n_stages + 1)]
+        self.stages = nn.ModuleList(conv_norm_act(a + in_chans, b)
+                                    for a, b in zip(widths, widths[1:], strict=False))
+        self.classifier = nn.Conv2d(widths[-1], num_classes, 1)
+
+    def forward(self, feats: list[torch.Tensor], hw: tuple[int, int],
+                imgs: torch.Tensor) -> torch.Tensor:
+        """feats: one (B, L, D) per level, imgs (B, C, H, W) -> (B, K, H, W) logits."""
+        x = torch.cat([tokens_to_grid(n(f), hw) for n, f in zip(self.norms, feats, strict=True)],
+                      dim=1)  # (B, levels*D, h, w)
+        x = self.fuse(x)  # (B, channels, h, w)
+        for i, stage in enumerate(self.stages):
+            last = i == len(self.stages) - 1
+            # the last stage lands exactly on (H, W), also for patch sizes that are no power of 2
+            x = F.interpolate(x, size=imgs.shape[-2:] if last else None,
+                              scale_factor=None if last else 2, mode="bilinear",
+                              align_corners=False)  # (B, c, 2^i h, 2^i w)
+            pixels = imgs if last else F.adaptive_avg_pool2d(imgs, x.shape[-2:])  # (B, C, ..)
+            x = stage(torch.cat([x, pixels], dim=1))  # (B, c_i + C, ..) -> (B, c_{i+1}, ..)
+        return self.classifier(x)  # (B, K, H, W)
+
+
+def build_head(name: str, embed_dim: int, num_classes: int, depth: int, patch_size: int,
+               in_chans: int) -> nn.Module:
+    """'linear' (Segmenter) or 'pup' (SETR-PUP over SETR-MLA levels, with image skips)."""
+    if name == "linear":
+        return LinearHead(embed_dim, num_classes, depth)
+    if name == "pup":
+        return PUPHead(embed_dim, num_classes, depth, patch_size, in_chans)
+    raise ValueError(f"model.seg_head: expected 'linear' or 'pup', got {name!r}")

@@ -1,0 +1,68 @@
+"""Semantic segmentation: per-pixel cross-entropy (void = 255 ignored); metrics from one
+pixel confusion matrix, so they are exact across DDP ranks.
+
+Batches are (img (B, C, H, W), mask (B, H, W)) or, for evaluation at the original size,
+(img, mask (B, Hm, Wm) padded with 255, size (B, 2) = original (H0, W0)): the logits of each
+image are resized back to (H0, W0) bilinearly before the argmax (as mmsegmentation's
+`whole` inference), and compared with the unpadded mask.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vitmae.metrics import background_baseline, confusion_matrix, segmentation_metrics
+from vitmae.tasks import register_task
+
+IGNORE_INDEX = 255
+
+
+@register_task("segment")
+class SegmentTask:
+    def __init__(self, num_classes: int, classes: list[str] | None = None, **_):
+        self.K, self.classes = num_classes, classes
+
+    def train_step(self, model, batch):
+        imgs, masks = batch[0], batch[1]  # (B, C, H, W), (B, H, W)
+        logits = model(imgs)  # (B, K, H, W)
+        loss = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
+        valid = masks != IGNORE_INDEX
+        acc = (logits.argmax(1) == masks)[valid].float().mean().item() if valid.any() else 0.0
+        return loss, {"pixel_acc": acc}
+
+    def evaluator(self):
+        return SegmentEvaluator(self.K, self.classes)
+
+
+def predict(model, imgs: torch.Tensor, sizes: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """imgs (B, C, H, W) -> B label maps (H, W), or (H0_i, W0_i) with sizes (B, 2)."""
+    logits = model(imgs).float()  # (B, K, H, W)
+    if sizes is None:
+        return list(logits.argmax(1))
+    return [F.interpolate(lg[None], size=tuple(s.tolist()), mode="bilinear",
+                          align_corners=False)[0].argmax(0)  # (K, H0, W0) -> (H0, W0)
+            for lg, s in zip(logits, sizes, strict=True)]
+
+
+class SegmentEvaluator:
+    def __init__(self, K: int, classes: list[str] | None):
+        self.K, self.classes = K, classes
+        self.sums = {"cm": torch.zeros(K, K, dtype=torch.int64),
+                     "n": torch.zeros((), dtype=torch.int64)}
+
+    def update(self, model, batch) -> None:
+        imgs, masks = batch[0], batch[1]
+        sizes = batch[2] if len(batch) > 2 else None
+        for pred, mask, size in zip(predict(model, imgs, sizes), masks,
+                                    sizes if sizes is not None else [None] * len(masks),
+                                    strict=True):
+            if size is not None:
+                mask = mask[: size[0], : size[1]]  # (Hm, Wm) -> (H0, W0): drop the padding
+            self.sums["cm"] += confusion_matrix(pred.cpu(), mask.cpu(), self.K, IGNORE_INDEX)
+        self.sums["n"] += imgs.shape[0]
+
+    def result(self) -> dict:
+        cm = self.sums["cm"]
+        return {**segmentation_metrics(cm, self.classes), **background_baseline(cm),
+                "n": int(self.sums["n"])}

@@ -1,0 +1,68 @@
+"""MNIST segmentation sets on a tiny fake MNIST: deterministic, and labels match pixels."""
+
+import pytest
+import torch
+from test_data_mnist import N_TEST, N_TRAIN, write_mnist
+
+from vitmae.config import DataConfig
+from vitmae.data import build_dataset
+from vitmae.data.mnist_seg import CLASSES, scale_digit
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mnist")
+    return root, write_mnist(root)
+
+
+def cfg(root, **kw) -> DataConfig:
+    return DataConfig(**{"dataset": "mnist_seg", "root": str(root), "img_size": 32, **kw})
+
+
+def test_composite_items_shapes_and_determinism(mnist_root):
+    root, _ = mnist_root
+    a, b = (build_dataset(cfg(root), "train", True) for _ in range(2))
+    assert len(a) == N_TRAIN and len(build_dataset(cfg(root), "test", False)) == N_TEST
+    assert (a.num_classes, a.in_chans, a.classes) == (11, 1, CLASSES)
+    img, mask = a[3]
+    assert img.shape == (1, 32, 32) and img.dtype == torch.float32
+    assert mask.shape == (32, 32) and mask.dtype == torch.int64
+    for i in range(len(a)):
+        assert torch.equal(a[i][0], b[i][0]) and torch.equal(a[i][1], b[i][1])
+    other = build_dataset(cfg(root, seed=1), "train", True)
+    assert not all(torch.equal(a[i][1], other[i][1]) for i in range(len(a)))
+
+
+@pytest.mark.parametrize("max_digits", [1, 3])
+def test_composite_labels_match_pixels(mnist_root, max_digits):
+    root, arrays = mnist_root
+    ds = build_dataset(cfg(root, seg_digits=max_digits, seg_threshold=100), "test", False)
+    labels = arrays["t10k"][1]
+    for i in range(len(ds)):
+        img, mask = ds.draw(i)  # intensities 0-255, labels
+        assert torch.equal(mask > 0, img > 100)  # foreground exactly above the threshold
+        placed = [r for r in ds.layout[i].tolist() if r[0] >= 0]
+        assert 1 <= len(placed) <= max_digits
+        assert set(mask.unique().tolist()) <= {0} | {int(labels[k]) + 1 for k, *_ in placed}
+        k, size, y, x = placed[-1]  # drawn last, on top: all its foreground keeps its label
+        top = scale_digit(ds.digits[k], size) > 100
+        assert (mask[y:y + size, x:x + size][top] == int(labels[k]) + 1).all()
+
+
+def test_single_digit_is_mnist_thresholded(mnist_root):
+    root, arrays = mnist_root
+    ds = build_dataset(cfg(root, dataset="mnist_seg_single", img_size=28), "test", False)
+    images, labels = arrays["t10k"]
+    for i in range(len(ds)):
+        img, mask = ds[i]
+        digit = torch.from_numpy(images[i]).long()
+        torch.testing.assert_close(img[0], (digit / 255 - 0.1307) / 0.3081)
+        assert torch.equal(mask, torch.where(digit > 128, int(labels[i]) + 1, 0))
+
+
+def test_bad_split_and_digit_count_raise(mnist_root):
+    root, _ = mnist_root
+    with pytest.raises(ValueError, match="unknown split 'val'"):
+        build_dataset(cfg(root), "val", False)
+    with pytest.raises(ValueError, match="seg_digits"):
+        build_dataset(cfg(root, seg_digits=0), "train", True)

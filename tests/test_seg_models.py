@@ -1,0 +1,50 @@
+"""Segmentation model: output shapes, gradients, and loading a pretrained MAE encoder."""
+
+import pytest
+import torch
+
+from vitmae.config import Config, ModelConfig
+from vitmae.models import build_finetune_model, build_mae
+from vitmae.models.encoder_weights import load_encoder
+from vitmae.models.seg_heads import level_indices
+from vitmae.models.segmenter import build_segmenter
+
+MICRO = dict(embed_dim=32, depth=2, num_heads=2, drop_path=0.0)
+
+
+@pytest.mark.parametrize("head", ["linear", "pup"])
+@pytest.mark.parametrize("patch,size", [(4, 16), (4, (24, 32)), (8, 32), (14, 28), (16, 32)])
+def test_logits_at_input_resolution(head, patch, size):
+    model = build_segmenter(ModelConfig(seg_head=head, patch_size=patch, **MICRO), size,
+                            in_chans=3, num_classes=5)
+    H, W = (size, size) if isinstance(size, int) else size
+    assert model(torch.randn(2, 3, H, W)).shape == (2, 5, H, W)
+
+
+def test_level_indices_are_evenly_spaced_and_end_at_the_last_block():
+    assert level_indices(12, 4) == [2, 5, 8, 11]
+    assert level_indices(24, 4) == [5, 11, 17, 23]
+    assert level_indices(2, 4) == [0, 1]
+
+
+@pytest.mark.parametrize("head", ["linear", "pup"])
+def test_every_parameter_gets_a_gradient(head):
+    torch.manual_seed(0)
+    model = build_segmenter(ModelConfig(seg_head=head, **MICRO), 16, 1, 4)
+    logits = model(torch.randn(2, 1, 16, 16))
+    torch.nn.functional.cross_entropy(logits, torch.randint(0, 4, (2, 16, 16))).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not no_grad
+
+
+def test_pretrained_mae_encoder_loads_with_no_missing_key():
+    cfg = Config(task="segment")
+    cfg.model = ModelConfig(seg_head="pup", decoder_embed_dim=32, decoder_depth=1,
+                            decoder_num_heads=2, **MICRO)
+    cfg.data.img_size = 16
+    mae = build_mae(cfg.model, 16, 1)
+    model, encoder, prefix = build_finetune_model(cfg, in_chans=1, num_classes=11)
+    assert prefix == "encoder." and encoder is model.encoder and encoder.num_classes == 0
+    assert load_encoder(encoder, mae.state_dict(), log=lambda *_: None) == set()
+    torch.testing.assert_close(encoder.blocks[0].attn.qkv.weight,
+                               mae.encoder.blocks[0].attn.qkv.weight)

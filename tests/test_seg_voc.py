@@ -1,0 +1,129 @@
+"""PASCAL VOC loaders on a tiny VOC-layout folder written by the test, and on the real copy
+under $VITMAE_DATA when it is set."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vitmae.config import DataConfig
+from vitmae.data import build_dataset
+from vitmae.data.voc import CLASSES, VOC_DIR, read_mask
+from vitmae.seg_visualize import save_palette_png, voc_palette
+
+SIZES = {"2007_000001": (30, 40), "2007_000002": (36, 28), "2007_000003": (24, 24),
+         "2007_000004": (32, 36)}
+XML = {"2007_000002": ["dog", "person", "dog"]}  # classes 12 and 15; the mask says otherwise
+
+
+def write_voc(root: Path) -> dict[str, np.ndarray]:
+    """VOCdevkit/VOC2012 with 4 photos, palette masks (255 borders), one XML, three lists."""
+    voc = root / VOC_DIR
+    for sub in ("JPEGImages", "SegmentationClass", "Annotations", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    masks = {}
+    for n, (id_, (H, W)) in enumerate(SIZES.items()):
+        mask = np.zeros((H, W), np.uint8)
+        mask[H // 4: 3 * H // 4, W // 4: 3 * W // 4] = n + 1  # one object, class n + 1
+        mask[H // 4 - 1, W // 4: 3 * W // 4] = 255  # a void band on its top edge
+        mask[:, :2] = 255
+        save_palette_png(torch.from_numpy(mask), voc / "SegmentationClass" / f"{id_}.png")
+        photo = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        Image.fromarray(photo).save(voc / "JPEGImages" / f"{id_}.jpg", quality=95)
+        masks[id_] = mask
+    for id_, names in XML.items():
+        objects = "".join(f"<object><name>{c}</name><difficult>0</difficult></object>"
+                          for c in names)
+        (voc / "Annotations" / f"{id_}.xml").write_text(
+            f"<annotation><filename>{id_}.jpg</filename>{objects}</annotation>")
+    lists = voc / "ImageSets" / "Segmentation"
+    (lists / "mini_train.txt").write_text("2007_000001\n2007_000002\n2007_000003\n")
+    (lists / "mini_val.txt").write_text("2007_000002\n2007_000004\n")
+    (lists / "with_missing.txt").write_text("2007_000001\n2008_999999\n2007_000004\n")
+    return masks
+
+
+@pytest.fixture(scope="module")
+def voc_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("voc")
+    return root, write_voc(root)
+
+
+def cfg(root, dataset="voc_seg") -> DataConfig:
+    return DataConfig(dataset=dataset, root=str(root), img_size=16)
+
+
+def test_palette_png_round_trip_and_colours(tmp_path):
+    mask = torch.tensor([[0, 1, 15], [20, 255, 7]])
+    save_palette_png(mask, tmp_path / "m.png")
+    assert Image.open(tmp_path / "m.png").mode == "P"
+    assert torch.equal(read_mask(tmp_path / "m.png").long(), mask)
+    pal = voc_palette()
+    assert pal[1].tolist() == [128, 0, 0] and pal[15].tolist() == [192, 128, 128]
+    assert pal[255].tolist() == [224, 224, 192]  # void: VOC's cream border colour
+
+
+def test_segmentation_training_items(voc_root):
+    root, _ = voc_root
+    ds = build_dataset(cfg(root), "mini_train", True)
+    assert (len(ds), ds.num_classes, ds.in_chans, ds.classes[15]) == (3, 21, 3, "person")
+    for i in range(len(ds)):
+        img, mask = ds[i]
+        assert img.shape == (3, 16, 16) and img.dtype == torch.float32
+        assert mask.shape == (16, 16) and mask.dtype == torch.int64
+        assert set(mask.unique().tolist()) <= {0, 1, 2, 3, 255}
+
+
+def test_segmentation_eval_items_keep_the_original_mask(voc_root):
+    root, masks = voc_root
+    ds = build_dataset(cfg(root), "mini_val", False)
+    assert ds.pad_to == (36, 36)  # the largest height and width of the list's masks
+    for i, id_ in enumerate(["2007_000002", "2007_000004"]):
+        img, mask, size = ds[i]
+        H, W = SIZES[id_]
+        assert img.shape == (3, 16, 16) and size.tolist() == [H, W]
+        assert torch.equal(mask[:H, :W], torch.from_numpy(masks[id_]).long())
+        assert (mask[H:] == 255).all() and (mask[:, W:] == 255).all()
+
+
+def test_multilabel_targets_from_xml_else_mask(voc_root):
+    root, _ = voc_root
+    ds = build_dataset(cfg(root, "voc_cls"), "mini_train", False)
+    assert ds.num_classes == 20 and ds.classes[0] == "aeroplane"
+    targets = [ds[i][1] for i in range(3)]
+    assert targets[0].nonzero().flatten().tolist() == [0]  # mask: class 1 (void ignored)
+    assert targets[1].nonzero().flatten().tolist() == [11, 14]  # XML: dog, person
+    assert targets[2].nonzero().flatten().tolist() == [2]
+    assert ds[0][0].shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("dataset", ["voc_seg", "voc_cls"])
+def test_missing_images_fail_at_start_naming_them(voc_root, dataset):
+    root, _ = voc_root
+    with pytest.raises(FileNotFoundError, match=r"1 of 3 listed images .* 2008_999999"):
+        build_dataset(cfg(root, dataset), "with_missing", True)
+    with pytest.raises(FileNotFoundError, match="mini_train, mini_val, with_missing"):
+        build_dataset(cfg(root, dataset), "nonexistent", True)
+
+
+@pytest.mark.data
+def test_real_voc_available_lists():
+    root = os.environ.get("VITMAE_DATA")
+    if not root or not (Path(root) / VOC_DIR).is_dir():
+        pytest.skip("VITMAE_DATA not set, or no VOCdevkit/VOC2012 under it")
+    val = build_dataset(DataConfig(dataset="voc_seg", root=root, img_size=64), "val_available",
+                        False)
+    assert len(val) == 346 and max(val.pad_to) <= 500
+    img, mask, (H, W) = val[0]
+    assert img.shape == (3, 64, 64) and set(mask[:H, :W].unique().tolist()) <= \
+        set(range(21)) | {255}
+    train = build_dataset(DataConfig(dataset="voc_seg", root=root, img_size=64),
+                          "train_available", True)
+    assert len(train) == 333 and train[0][1].shape == (64, 64)
+    cls = build_dataset(DataConfig(dataset="voc_cls", root=root, img_size=64), "val_available",
+                        False)
+    assert cls.classes == CLASSES[1:] and cls[0][1].sum() >= 1
