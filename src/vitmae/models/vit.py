@@ -92,7 +92,7 @@ class DropPath(nn.Module):
         if self.p == 0.0 or not self.training:
             return x
         keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)  # (B,1,1)
-        return x * keep / (1 - self.p)
+        return x * keep.div_(1 - self.p)  # scale the (B, 1, 1) mask, not the activations
 
 
 class Attention(nn.Module):

@@ -1,0 +1,153 @@
+"""Shared parts of the benchmarks: interleaved timing, the matmul ceiling, FLOP counting, and
+the results file.
+
+The machine these run on is noisy (speed swings of up to 1.8x over minutes), so a comparison
+never times one side and then the other: `interleave` runs the contenders in turn, round after
+round, and the figures are medians plus per-round ratios, whose spread is reported too.
+Every benchmark ends with `record(result)`: the result is printed as the last line (one JSON
+object) and appended, with the command line, library versions and date, to `results.jsonl`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.jsonl"
+
+
+def interleave(steps: dict[str, Callable[[], object]], rounds: int,
+               warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each step, calling them in turn for `warmup` + `rounds` rounds."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(warmup + rounds):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            dt = time.perf_counter() - t0
+            if r >= warmup:
+                times[name].append(dt)
+    return times
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median with the 10th and 90th percentiles (min and max below 10 values)."""
+    xs = sorted(values)
+    if len(xs) < 10:
+        lo, hi = xs[0], xs[-1]
+    else:
+        q = statistics.quantiles(xs, n=10)
+        lo, hi = q[0], q[-1]
+    return {"median": statistics.median(xs), "p10": lo, "p90": hi}
+
+
+def per_round_ratio(fast: list[float], slow: list[float]) -> list[float]:
+    """slow / fast per round: how many times faster `fast` was within each round."""
+    return [s / f for f, s in zip(fast, slow, strict=True)]
+
+
+def matmul_step(n: int = 2048) -> tuple[Callable[[], object], float]:
+    """A large fp32 matmul (n x n @ n x n) and its FLOPs: the machine's practical ceiling."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return (lambda: torch.mm(a, b)), 2.0 * n ** 3
+
+
+def sdpa_flops(batch: int, heads: int, q_len: int, kv_len: int, head_dim: int,
+               backward: bool = True) -> float:
+    """Attention FLOPs (QK^T and AV; FlopCounterMode sees none for SDPA on CPU).
+
+    Forward: 2 matmuls of 2*q*kv*hd per head; backward: twice the forward (4 matmuls).
+    """
+    fwd = 2 * 2.0 * batch * heads * q_len * kv_len * head_dim
+    return fwd * (3 if backward else 1)
+
+
+def count_flops(fn: Callable[[], object]) -> float:
+    """FLOPs that torch's FlopCounterMode sees while `fn` runs (matmuls, convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def versions(*packages: str) -> dict[str, str]:
+    """Versions of python, torch and the given packages (those not installed are left out)."""
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    out["vitmae_commit"] = git_commit()
+    return out
+
+
+def git_commit() -> str:
+    """The checkout's commit, with '+dirty' when files differ from it; '' outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=HERE, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return sha + ("+dirty" if dirty else "")
+
+
+def machine() -> dict[str, object]:
+    """CPU model, torch's thread count and the GPU, if any."""
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:  # not Linux
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def record(result: dict, packages: tuple[str, ...] = (), path: Path = RESULTS) -> None:
+    """Append `result` with the command, versions and date to the results file; print it last."""
+    row = {**result, "command": " ".join([Path(sys.executable).name, *sys.argv]),
+           "date": datetime.datetime.now().isoformat(timespec="seconds"),
+           "versions": versions(*packages), "machine": machine()}
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(result), flush=True)
+
+
+def rounded(d: dict, digits: int = 4) -> dict:
+    """Floats rounded to `digits` significant digits, for readable JSON."""
+    return {k: float(f"{v:.{digits}g}") if isinstance(v, float) else v for k, v in d.items()}
+
+
+def pretrain_without_evaluation(cfg) -> Path:
+    """`vitmae.runner.run_pretrain(cfg)` with the end-of-epoch evaluation made a no-op.
+
+    The peers' runs do no evaluation (and a full test-split pass would dominate a short
+    run), so neither does this one; everything else, the run folder and checkpoint included,
+    is the library's own path.
+    """
+    import vitmae.engine
+    import vitmae.runner
+
+    evaluate = vitmae.engine.evaluate
+    vitmae.engine.evaluate = lambda *args, **kwargs: {}
+    try:
+        return vitmae.runner.run_pretrain(cfg, log=lambda *_: None)
+    finally:
+        vitmae.engine.evaluate = evaluate
