@@ -34,6 +34,7 @@ from vitmae.models import build_mae
 from vitmae.optim import build_optimizer, param_groups
 
 IMG, P, C = 32, 4, 3
+BATCH_SHAPE = (C, IMG, IMG)  # one image: (C, H, W)
 ENC = dict(width=192, depth=12, heads=3, mlp=768)
 DEC = dict(width=128, depth=4, heads=4, mlp=512)
 MASK_RATIO, LR, WD = 0.75, 1.5e-4, 0.05
@@ -92,7 +93,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x = torch.randn(args.batch, C, IMG, IMG)  # (B, C, H, W)
+    x = torch.randn(args.batch, *BATCH_SHAPE)  # (B, C, H, W)
 
     ours = build_vitmae().train()
     peer = build_hf().train()
