@@ -144,7 +144,14 @@ def _prune(run_dir: Path, step: int, keep_last: int) -> None:
     ckpts = list_checkpoints(run_dir)
     current = [p for p in ckpts if _step(p) <= step and not p.name.endswith(PREV)]
     for old in [p for p in ckpts if p not in current[-keep_last:]]:
-        shutil.rmtree(old, ignore_errors=True)
+        # Rename first (atomic): a kill during the deletion then leaves a `.tmp-*` folder,
+        # which is never taken for a checkpoint, instead of a half-deleted ckpt-* folder.
+        doomed = run_dir / f"{TMP}{old.name}-pruned-{os.getpid()}"
+        try:
+            os.replace(old, doomed)
+        except OSError:
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def remove_partial_saves(run_dir: Path) -> list[Path]:

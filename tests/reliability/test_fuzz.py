@@ -60,7 +60,7 @@ edgy = st.one_of(st.integers(-2, 6).map(str),
 pair = st.one_of(st.tuples(st.sampled_from(KEYS), edgy), st.tuples(key, raw_value))
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=60)
 @given(st.lists(pair, min_size=1, max_size=4))
 def test_overrides_raise_only_config_errors(pairs):
     _only_config_errors(lambda: load_config("digits", [f"{k}={v}" for k, v in pairs]))
