@@ -18,7 +18,7 @@ import sys
 import types
 
 import torch
-from common import HERE, interleave, per_round_ratio, record, rounded, spread
+from common import HERE, interleave, per_round_ratio, record, rounded, spread, use_passive_omp
 from mae_step import BATCH_SHAPE, DEC, ENC, MASK_RATIO, build_hf, build_vitmae, make_step
 
 
@@ -48,6 +48,47 @@ def build_base(commit: str, like: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+# Ops that move no data (views, metadata) or only dispatch to the ones listed.
+NO_WORK = ("view", "reshape", "transpose", "permute", "expand", "unsqueeze", "squeeze",
+           "slice", "select", "as_strided", "alias", "detach", "empty", "unbind", "flatten",
+           "split", "t", "_unsafe_view", "_reshape_alias", "resolve_conj", "resolve_neg",
+           "result_type", "linear", "matmul", "scaled_dot_product_attention", "layer_norm",
+           "dropout", "to", "_to_copy", "contiguous", "lift_fresh", "item",
+           "_local_scalar_dense", "is_nonzero", "conv2d", "convolution", "_convolution")
+PARALLEL_NUMEL = 32768  # ATen's grain size: smaller element-wise ops run on one thread
+
+
+def count_ops(step) -> dict[str, int]:
+    """Data-moving aten ops of one step, and those big enough to run on all threads."""
+    from torch.profiler import profile
+
+    with profile(record_shapes=True) as prof:
+        step()
+    ops = [e for e in prof.events() if e.name.startswith("aten::")
+           and e.name[6:] not in NO_WORK and all(not p.name.startswith("aten::")
+                                                  or p.name[6:] in NO_WORK
+                                                  for p in parents(e))]
+    big = [e for e in ops if max((numel(s) for s in e.input_shapes), default=0)
+           >= PARALLEL_NUMEL]
+    return {"ops": len(ops), "parallel_sized_ops": len(big)}
+
+
+def parents(event):
+    p = event.cpu_parent
+    while p is not None:
+        yield p
+        p = p.cpu_parent
+
+
+def numel(shape) -> int:
+    n = 1
+    for d in shape if isinstance(shape, list | tuple) else ():
+        if not isinstance(d, int):
+            return 0
+        n *= d
+    return n if shape else 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base", default="8e4861d", help="commit of the model code to compare")
@@ -55,7 +96,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--count-ops", action="store_true",
+                    help="print the ops per step of each side (profiler) instead of timing")
     args = ap.parse_args()
+    use_passive_omp()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.randn(args.batch, *BATCH_SHAPE)  # (B, C, H, W)
@@ -66,6 +110,11 @@ def main() -> None:
              for name, m, fwd in (("now", now, lambda m: m(x)[0]),
                                   ("base", base, lambda m: m(x)[0]),
                                   ("peer", peer, lambda m: m(pixel_values=x).loss))}
+    if args.count_ops:  # what each step asks of the machine, not how long it takes
+        for step in steps.values():
+            step()
+        print({name: count_ops(step) for name, step in steps.items()})
+        return
     times = interleave(steps, rounds=args.rounds, warmup=args.warmup)
     gain = spread(per_round_ratio(times["now"], times["base"]))
     base_vs_peer = spread(per_round_ratio(times["base"], times["peer"]))

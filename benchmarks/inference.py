@@ -16,7 +16,7 @@ import argparse
 import statistics
 
 import torch
-from common import interleave, record, rounded
+from common import interleave, record, rounded, use_passive_omp
 
 from vitmae.config import load_config
 from vitmae.models import build_finetune_model
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images", type=int, default=16, help="images per timed call at batch 1")
     args = ap.parse_args()
+    use_passive_omp()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     result: dict = {"bench": "inference"}

@@ -32,7 +32,7 @@ import tempfile
 import time
 
 import torch
-from common import pretrain_without_evaluation, record, rounded
+from common import pretrain_without_evaluation, record, rounded, use_passive_omp
 
 from vitmae.config import ConfigError, load_config, resolve_preset
 from vitmae.data import build_dataset
@@ -156,6 +156,7 @@ def main() -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    use_passive_omp()
     if args.child:
         return run_child(args.child, args.out)
     if not os.environ.get("VITMAE_DATA"):

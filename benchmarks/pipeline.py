@@ -26,7 +26,14 @@ import tempfile
 import time
 
 import torch
-from common import per_round_ratio, pretrain_without_evaluation, record, rounded, spread
+from common import (
+    per_round_ratio,
+    pretrain_without_evaluation,
+    record,
+    rounded,
+    spread,
+    use_passive_omp,
+)
 from mae_step import build_hf
 
 from vitmae.config import load_config
@@ -89,6 +96,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="runs per side, alternating")
     ap.add_argument("--log-every", type=int, default=5, help="steps between log records")
     args = ap.parse_args()
+    use_passive_omp()
     if not os.environ.get("VITMAE_DATA"):
         raise SystemExit("pipeline.py: set VITMAE_DATA to the folder holding "
                          "cifar-10-batches-py/")
