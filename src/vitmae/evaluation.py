@@ -46,7 +46,8 @@ def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None
     ev = run_evaluator(model, task, ds, cfg.data.batch_size, device, cfg.data.num_workers,
                        cfg.run.amp)
     result = ev.result()
-    out = Path(out_dir) if out_dir else (run_dir_of(checkpoint) or Path(cfg.run.output_dir)) / "eval"
+    run = run_dir_of(checkpoint) or Path(cfg.run.output_dir)
+    out = Path(out_dir) if out_dir else run / "eval"
     out.mkdir(parents=True, exist_ok=True)
     if "cm" in ev.sums:
         names = getattr(ds, "classes", None) or [str(i) for i in range(ds.num_classes)]
@@ -64,7 +65,8 @@ def save_confusion(cm: torch.Tensor, names: list[str], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = ["truth\\pred," + ",".join(names)]
-    rows += [f"{n}," + ",".join(str(int(v)) for v in r) for n, r in zip(names, cm.tolist())]
+    for name, row in zip(names, cm.tolist(), strict=True):
+        rows.append(f"{name}," + ",".join(str(int(v)) for v in row))
     (out / "confusion_matrix.csv").write_text("\n".join(rows) + "\n")
     K = len(names)
     fig, ax = plt.subplots(figsize=(1 + 0.45 * K, 1 + 0.45 * K))

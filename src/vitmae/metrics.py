@@ -30,7 +30,7 @@ def classification_metrics(cm: torch.Tensor, classes: list[str] | None = None) -
     per_class = (cm.diag() / cm.sum(1).clamp(min=1)).tolist()
     names = classes or [str(i) for i in range(cm.shape[0])]
     return {"top1": (cm.diag().sum() / n.clamp(min=1)).item(),
-            "per_class": dict(zip(names, per_class)),
+            "per_class": dict(zip(names, per_class, strict=True)),
             "n": int(n.item())}
 
 

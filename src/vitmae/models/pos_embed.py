@@ -30,7 +30,8 @@ def sincos_2d(dim: int, h: int, w: int) -> torch.Tensor:
     return torch.cat([emb_w, emb_h], dim=1)  # (L, dim)
 
 
-def resample_pos_embed(pos: torch.Tensor, new_hw: tuple[int, int], num_prefix: int = 1) -> torch.Tensor:
+def resample_pos_embed(pos: torch.Tensor, new_hw: tuple[int, int],
+                       num_prefix: int = 1) -> torch.Tensor:
     """Bicubic resampling of a learned or fixed grid embedding to another grid size.
 
     pos: (1, num_prefix + h*w, D) -> (1, num_prefix + h'*w', D); the grid must be square.

@@ -200,7 +200,8 @@ class VisionTransformer(nn.Module):
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)  # (B,1,D)
         return torch.cat([cls, tokens], dim=1)  # (B, 1+L_keep, D)
 
-    def forward_features(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor,
+                         ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, 1+L_keep, D), normalised; L_keep = L when ids_keep is None."""
         x = self.embed(x, ids_keep)
         for block in self.blocks:
