@@ -15,14 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-
-# OpenMP threads spin at every barrier by default; on a CPU shared with other jobs that made
-# training steps 2-6x slower (benchmarks/RESULTS.md). Passive waiting costs little on an idle
-# machine. Set before torch is imported (this module imports it lazily); a user's value wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import yaml
 
