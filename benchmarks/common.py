@@ -81,6 +81,26 @@ def best_ratio(fast: list[float], slow: list[float]) -> float:
     return min(slow) / min(fast)
 
 
+def step_figures(times: dict[str, list[float]], flops: float, mm_flops: float,
+                 batch: int) -> dict[str, float]:
+    """img/s of both sides, their per-round ratio and the share of the matmul ceiling, from
+    the step times of `interleave` with keys 'vitmae', 'peer' and 'matmul'."""
+    ratio = spread(per_round_ratio(times["vitmae"], times["peer"]))
+    share = spread([(flops / t) / (mm_flops / m)
+                    for t, m in zip(times["vitmae"], times["matmul"], strict=True)])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "vitmae_img_s": batch / med["vitmae"],
+        "peer_img_s": batch / med["peer"],
+        "ratio": ratio["median"], "ratio_p10": ratio["p10"], "ratio_p90": ratio["p90"],
+        "best_ratio": best_ratio(times["vitmae"], times["peer"]),
+        "gflop_per_img": flops / batch / 1e9,
+        "vitmae_gflop_s": flops / med["vitmae"] / 1e9,
+        "ceiling_gflop_s": mm_flops / med["matmul"] / 1e9,
+        "share_of_ceiling": share["median"], "share_p10": share["p10"], "share_p90": share["p90"],
+    }
+
+
 def matmul_step(n: int = 2048) -> tuple[Callable[[], object], float]:
     """A large fp32 matmul (n x n @ n x n) and its FLOPs: the machine's practical ceiling."""
     a, b = torch.randn(n, n), torch.randn(n, n)

@@ -12,20 +12,17 @@ in one process with a large fp32 matmul (the ceiling); figures are medians of ro
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 import torch.nn.functional as F
 from common import (
-    best_ratio,
     count_flops,
     interleave,
     matmul_step,
-    per_round_ratio,
     record,
     rounded,
     sdpa_flops,
-    spread,
+    step_figures,
     use_passive_omp,
 )
 
@@ -83,21 +80,10 @@ def main() -> None:
     mm, mm_flops = matmul_step()
     times = interleave({"vitmae": make_step(ours, x, y), "peer": make_step(peer, x, y),
                         "matmul": mm}, rounds=args.rounds, warmup=args.warmup)
-    ratio = spread(per_round_ratio(times["vitmae"], times["peer"]))
-    share = spread([(flops / t) / (mm_flops / m)
-                    for t, m in zip(times["vitmae"], times["matmul"], strict=True)])
-    med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "bench": "finetune_step",
-        "vitmae_img_s": args.batch / med["vitmae"],
-        "peer_img_s": args.batch / med["peer"],
         "peer": "timm.VisionTransformer",
-        "ratio": ratio["median"], "ratio_p10": ratio["p10"], "ratio_p90": ratio["p90"],
-        "best_ratio": best_ratio(times["vitmae"], times["peer"]),
-        "gflop_per_img": flops / args.batch / 1e9,
-        "vitmae_gflop_s": flops / med["vitmae"] / 1e9,
-        "ceiling_gflop_s": mm_flops / med["matmul"] / 1e9,
-        "share_of_ceiling": share["median"], "share_p10": share["p10"], "share_p90": share["p90"],
+        **step_figures(times, flops, mm_flops, args.batch),
         "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
     }
     record(rounded(result), packages=("timm",))

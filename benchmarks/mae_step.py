@@ -15,19 +15,16 @@ which it does not see on CPU) is added analytically.
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
 from common import (
-    best_ratio,
     count_flops,
     interleave,
     matmul_step,
-    per_round_ratio,
     record,
     rounded,
     sdpa_flops,
-    spread,
+    step_figures,
     use_passive_omp,
 )
 
@@ -119,22 +116,11 @@ def main() -> None:
     times = interleave({"vitmae": make_step(ours, ours_opt, ours_loss),
                         "peer": make_step(peer, peer_opt, peer_loss), "matmul": mm},
                        rounds=args.rounds, warmup=args.warmup)
-    ratio = spread(per_round_ratio(times["vitmae"], times["peer"]))
-    share = spread([(flops / t) / (mm_flops / m)
-                    for t, m in zip(times["vitmae"], times["matmul"], strict=True)])
-    med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "bench": "mae_step",
-        "vitmae_img_s": args.batch / med["vitmae"],
-        "peer_img_s": args.batch / med["peer"],
         "peer": "transformers.ViTMAEForPreTraining",
-        "ratio": ratio["median"], "ratio_p10": ratio["p10"], "ratio_p90": ratio["p90"],
-        "best_ratio": best_ratio(times["vitmae"], times["peer"]),
-        "gflop_per_img": flops / args.batch / 1e9,
+        **step_figures(times, flops, mm_flops, args.batch),
         "peer_gflop_per_img": peer_flops / args.batch / 1e9,
-        "vitmae_gflop_s": flops / med["vitmae"] / 1e9,
-        "ceiling_gflop_s": mm_flops / med["matmul"] / 1e9,
-        "share_of_ceiling": share["median"], "share_p10": share["p10"], "share_p90": share["p90"],
         "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
     }
     record(rounded(result), packages=("transformers",))
