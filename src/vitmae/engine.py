@@ -28,6 +28,7 @@ from vitmae.checkpoint import (
     CheckpointError,
     checkpoint_dir,
     load_state,
+    read_weights,
     remove_partial_saves,
     rng_state,
     save_checkpoint,
@@ -155,7 +156,7 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
     prog, meter, metrics = Progress(), {}, {}
     if resume is not None:
         state = load_state(resume)
-        unwrap(model).load_state_dict(_weights(resume))
+        unwrap(model).load_state_dict(read_weights(resume / "model.safetensors"))
         optimizer.load_state_dict(state["optimizer"])
         prog = Progress(**state["progress"])
         meter = state["meter"]
@@ -279,12 +280,6 @@ def _report_skipped(train_set, prog: Progress, run: RunDir, log) -> None:
     log(f"epoch {prog.epoch}: skipped {len(skipped)} unreadable {files} (data.skip_bad): {names}")
     run.log({"epoch": prog.epoch, "step": prog.step, "split": "train",
              "skipped_files": len(skipped), "skipped": [p for p, _ in skipped]})
-
-
-def _weights(ckpt: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(ckpt / "model.safetensors"))
 
 
 def _meter_add(meter: dict, n: int, **values: float) -> None:
