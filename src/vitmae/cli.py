@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="run folder, ckpt-* folder or .safetensors file")
         if name == "visualize":
             p.add_argument("--out", help="PNG path (default: <run>/visualize.png)")
+        if name == "evaluate":
+            p.add_argument("--save-predictions", metavar="DIR", help="segmentation: also write "
+                           "each test prediction to DIR as a VOC palette PNG (<id>.png)")
     return ap
 
 
@@ -92,7 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             from vitmae.evaluation import run_evaluate
 
-            print(json.dumps(run_evaluate(cfg, args.checkpoint)))
+            result = run_evaluate(cfg, args.checkpoint)
+            if args.save_predictions:
+                from vitmae.seg_visualize import run_save_predictions
+
+                n = len(run_save_predictions(cfg, args.checkpoint, args.save_predictions))
+                print(f"wrote {n} palette PNGs to {args.save_predictions}")
+            print(json.dumps(result))
         elif args.command == "visualize":
             from vitmae.evaluation import run_dir_of
             from vitmae.visualize import run_visualize

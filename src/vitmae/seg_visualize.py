@@ -100,3 +100,15 @@ def save_predictions(cfg: Config, state: dict, ds, out_dir: Path,
             paths.append(Path(out_dir) / f"{names[start + k]}.png")
             save_palette_png(pred, paths[-1])
     return paths
+
+
+def run_save_predictions(cfg: Config, checkpoint, out_dir) -> list[Path]:
+    """Predictions of a segmentation checkpoint on cfg.data.val_split as palette PNGs."""
+    from vitmae.checkpoint import read_weights
+    from vitmae.data import build_dataset
+
+    if cfg.task != "segment":
+        raise ValueError(f"--save-predictions: needs a segmentation run (task: segment), "
+                         f"this one has task: {cfg.task}")
+    ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    return save_predictions(cfg, read_weights(checkpoint), ds, Path(out_dir))
