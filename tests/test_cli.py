@@ -82,6 +82,13 @@ def test_visualize_writes_a_png(runs, tmp_path):
     assert (tmp_path / "r.png").read_bytes().startswith(PNG)
 
 
+def test_saving_predictions_of_a_classifier_is_an_error_naming_the_task(runs, tmp_path, capsys):
+    argv = ["evaluate", "--checkpoint", str(runs["fin"]), "--save-predictions", str(tmp_path)]
+    assert main(argv) == 2
+    assert "task: classify" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_missing_checkpoint_is_an_error(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nothing")]) == 2
     assert "config.yaml" in capsys.readouterr().err

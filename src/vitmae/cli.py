@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             from vitmae.evaluation import run_evaluate
 
+            if args.save_predictions and cfg.task != "segment":
+                raise ConfigError(f"--save-predictions: needs a segmentation run (task: "
+                                  f"segment), this one has task: {cfg.task}")
             result = run_evaluate(cfg, args.checkpoint)
             if args.save_predictions:
                 from vitmae.seg_visualize import run_save_predictions

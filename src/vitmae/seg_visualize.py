@@ -108,7 +108,7 @@ def run_save_predictions(cfg: Config, checkpoint, out_dir) -> list[Path]:
     from vitmae.data import build_dataset
 
     if cfg.task != "segment":
-        raise ValueError(f"--save-predictions: needs a segmentation run (task: segment), "
+        raise ValueError(f"saving predictions needs a segmentation run (task: segment), "
                          f"this one has task: {cfg.task}")
     ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
     return save_predictions(cfg, read_weights(checkpoint), ds, Path(out_dir))
