@@ -48,3 +48,26 @@ def test_pretrained_mae_encoder_loads_with_no_missing_key():
     assert load_encoder(encoder, mae.state_dict(), log=lambda *_: None) == set()
     torch.testing.assert_close(encoder.blocks[0].attn.qkv.weight,
                                mae.encoder.blocks[0].attn.qkv.weight)
+
+
+def fit_pixel_threshold(head: str, steps: int = 60) -> float:
+    """Train a micro segmenter where a pixel's class is whether it is above 0.5 (noise images,
+    so that only the pixel itself tells); -> pixel accuracy on fresh images."""
+    torch.manual_seed(0)
+    model = build_segmenter(ModelConfig(seg_head=head, **MICRO), 16, 1, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        x = torch.rand(8, 1, 16, 16)
+        loss = torch.nn.functional.cross_entropy(model(x), (x[:, 0] > 0.5).long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x = torch.rand(8, 1, 16, 16)
+    with torch.no_grad():
+        return (model(x).argmax(1) == (x[:, 0] > 0.5)).float().mean().item()
+
+
+def test_pup_head_takes_edges_from_the_pixels_where_a_linear_head_cannot():
+    # the linear head decides per 4x4 patch (upsampled), so it is at best a coin toss here
+    assert fit_pixel_threshold("pup") > 0.97
+    assert fit_pixel_threshold("linear") < 0.8
