@@ -83,6 +83,7 @@ class OptimConfig:
 class FinetuneConfig(OptimConfig):
     pretrained: str | None = None  # MAE checkpoint (file or run folder); None: from scratch
     linear_probe: bool = False  # freeze the encoder, train the head only
+    head_lr_mult: float = 1.0  # lr multiplier of the task head (mmsegmentation's decode heads: 10)
 
 
 @dataclass
@@ -297,6 +298,8 @@ def validate(cfg: Config) -> None:
              f"must be >= 0, got {o.min_lr} and {o.warmup_epochs}")
         need(all(0.0 <= b < 1.0 for b in o.betas), f"{name}.betas",
              f"must be in [0, 1), got {list(o.betas)}")
+    need(cfg.finetune.head_lr_mult > 0, "finetune.head_lr_mult",
+         f"must be > 0, got {cfg.finetune.head_lr_mult}")
     p = cfg.finetune.pretrained
     need(p is None or os.path.exists(p), "finetune.pretrained",  # False on any OSError
          f"no such file or folder: {p!r}")

@@ -18,9 +18,17 @@ from vitmae.models.vit import layer_id
 NO_DECAY = ("cls_token", "pos_embed", "mask_token", "decoder_pos_embed")
 
 
+def is_head(name: str, prefix: str) -> bool:
+    """Whether a parameter belongs to the task head: outside the encoder (whose names start with
+    `prefix`, e.g. 'encoder.'), or the classifier `head.` of a ViT that is its own encoder."""
+    return not name.startswith(prefix) if prefix else name.startswith("head.")
+
+
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0,
-                 depth: int | None = None, prefix: str = "") -> list[dict]:
-    """Parameter groups with `lr_scale` (layer decay) and weight decay only for matrices.
+                 depth: int | None = None, prefix: str = "",
+                 head_lr_mult: float = 1.0) -> list[dict]:
+    """Parameter groups with `lr_scale` (layer decay, and `head_lr_mult` for the task head, as
+    mmsegmentation's `lr_mult` for decode heads) and weight decay only for matrices.
 
     `prefix` is stripped from names before the layer lookup (e.g. 'encoder.').
     """
@@ -35,6 +43,8 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
             scale = layer_decay ** (depth + 1 - lid)
         else:
             scale = 1.0
+        if is_head(name, prefix):
+            scale *= head_lr_mult
         key = (no_decay, scale)
         group = groups.setdefault(key, {"params": [], "weight_decay": 0.0 if no_decay else
                                         weight_decay, "lr_scale": scale})

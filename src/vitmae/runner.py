@@ -18,7 +18,7 @@ from vitmae.data import build_dataset
 from vitmae.engine import fit
 from vitmae.models import build_finetune_model, build_mae
 from vitmae.models.encoder_weights import load_encoder
-from vitmae.optim import base_lr, build_optimizer, param_groups
+from vitmae.optim import base_lr, build_optimizer, is_head, param_groups
 from vitmae.runs import RunDir
 from vitmae.tasks import build_task
 
@@ -93,11 +93,12 @@ def run_finetune(cfg: Config, resume: str | None = None, log=print) -> Path:
         for prm in encoder.parameters():
             prm.requires_grad_(False)
         for name, prm in model.named_parameters():
-            if name.startswith(prefix + "head.") or (prefix and not name.startswith(prefix)):
+            if is_head(name, prefix):
                 prm.requires_grad_(True)
     model.to(p.device)
     lr = base_lr(f, cfg.data.batch_size * f.accum_iter * dist.world_size())
-    groups = param_groups(model, f.weight_decay, f.layer_decay, encoder.depth, prefix)
+    groups = param_groups(model, f.weight_decay, f.layer_decay, encoder.depth, prefix,
+                          f.head_lr_mult)
     optimizer = build_optimizer(groups, f, lr)
     task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None),
                       label_smoothing=f.label_smoothing)
