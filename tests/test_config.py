@@ -81,6 +81,7 @@ def test_malformed_override(override):
     (["task=detect"], "task"),
     (["pretrain.accum_iter=0"], "pretrain.accum_iter"),
     (["finetune.layer_decay=0"], "finetune.layer_decay"),
+    (["finetune.head_lr_mult=0"], "finetune.head_lr_mult"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -94,6 +94,22 @@ def test_layer_decay_with_a_prefix_leaves_the_decoder_at_full_lr(micro_vit):
     assert scale["encoder.patch_embed.proj.bias"] == pytest.approx(0.125)
 
 
+@pytest.mark.parametrize("prefix", ["encoder.", ""])
+def test_head_lr_mult_scales_the_head_only_on_top_of_layer_decay(micro_vit, prefix):
+    vit = micro_vit(num_classes=0 if prefix else 10)
+    if prefix:  # a segmenter: encoder + a separate head module
+        model = nn.Module()
+        model.encoder, model.head = vit, nn.Linear(32, 3)
+    else:  # a classifier: the ViT with its own `head`
+        model = vit
+    groups = param_groups(model, 0.05, 0.5, depth=2, prefix=prefix, head_lr_mult=10.0)
+    scale = {n: g["lr_scale"] for n, g in _group_of(groups, model).items()}
+    assert scale["head.weight"] == scale["head.bias"] == pytest.approx(10.0)
+    assert scale[f"{prefix}norm.weight"] == 1.0  # the encoder's last norm is not the head
+    assert scale[f"{prefix}blocks.1.attn.qkv.weight"] == pytest.approx(0.5)
+    assert scale[f"{prefix}patch_embed.proj.weight"] == pytest.approx(0.125)
+
+
 def test_set_lr_applies_each_groups_scale(micro_vit):
     model = micro_vit()
     opt = build_optimizer(param_groups(model, 0.05, 0.5, depth=2), OptimConfig(), lr=0.0)
