@@ -3,8 +3,8 @@
 `LinearHead` is Segmenter's linear decoder (Strudel et al. 2021): one linear map of each
 patch token to K logits on the (h, w) grid, upsampled bilinearly to (H, W).
 `PUPHead` follows SETR (Zheng et al. 2021): tokens from several depths (as SETR-MLA) are
-normalised, concatenated and fused, then progressive upsampling (PUP) doubles the resolution
-per stage with a 3x3 convolution at each new resolution. Unlike SETR, each stage also sees the
+normalised, concatenated and fused, mixed by two 3x3 convolutions on the patch grid (as
+SETR-PUP's first stage), then progressive upsampling (PUP) doubles the resolution per stage with a 3x3 convolution at each new resolution. Unlike SETR, each stage also sees the
 input image average-pooled to its resolution (a U-Net-like skip), and the stages stop at half
 the input resolution: the class logits made there are upsampled bilinearly to (H, W) and a
 per-pixel linear map of the image is added. The patch tokens know *what* is there, the pixels
@@ -59,8 +59,9 @@ def conv_norm_act(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class PUPHead(nn.Module):
-    """Multi-level fusion, then log2(p) - 1 stages of (upsample x2, conv 3x3, norm, ReLU) up to
-    (H/2, W/2), class logits there, bilinear to (H, W), plus a 1x1 convolution of the image."""
+    """Multi-level fusion, two 3x3 convolutions on the patch grid, then log2(p) - 1 stages of
+    (upsample x2, conv 3x3, norm, ReLU) up to (H/2, W/2), class logits there, bilinear to
+    (H, W), plus a per-pixel linear map of the image."""
 
     def __init__(self, embed_dim: int, num_classes: int, depth: int, patch_size: int,
                  in_chans: int, levels: int = 4, channels: int = 64, min_channels: int = 16):
