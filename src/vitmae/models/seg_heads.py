@@ -5,8 +5,9 @@ patch token to K logits on the (h, w) grid, upsampled bilinearly to (H, W).
 `PUPHead` follows SETR (Zheng et al. 2021): tokens from several depths (as SETR-MLA) are
 normalised, concatenated and fused, mixed by two 3x3 convolutions on the patch grid (as
 SETR-PUP's first stage), then progressive upsampling (PUP) doubles the resolution per stage
-with a 3x3 convolution at each new resolution. Unlike SETR, each stage also sees the input image average-pooled to its resolution (a U-Net-like skip), and the stages stop at half
-the input resolution: the class logits made there are upsampled bilinearly to (H, W) and a
+with a 3x3 convolution at each new resolution. Unlike SETR, each stage also sees the input
+image average-pooled to its resolution (a U-Net-like skip), and the stages stop at half the
+input resolution: the class logits made there are upsampled bilinearly to (H, W) and a
 per-pixel linear map of the image is added. The patch tokens know *what* is there, the pixels
 say *where* its edges are (thin digit strokes are 1-3 px; a linear head decides per patch),
 and no convolution runs at full resolution, where it would cost as much as the encoder.
