@@ -127,3 +127,37 @@ def test_real_voc_available_lists():
     cls = build_dataset(DataConfig(dataset="voc_cls", root=root, img_size=64), "val_available",
                         False)
     assert cls.classes == CLASSES[1:] and cls[0][1].sum() >= 1
+
+
+class _Items(torch.utils.data.Dataset):
+    """Item i: a 3x4 image and mask both filled with class i % 3, named 'img<i>'."""
+
+    def __init__(self, n: int):
+        self.ids = [f"img{i}" for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        return torch.full((1, 3, 4), float(i % 3)), torch.full((3, 4), i % 3)
+
+
+class _ReadsTheClass(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, H, W) -> (B, 3, H, W)
+        return torch.nn.functional.one_hot(x[:, 0].long(), 3).permute(0, 3, 1, 2).float()
+
+
+def test_the_evaluator_pass_writes_each_prediction_under_its_own_name(tmp_path):
+    from vitmae.data.loader import make_loader
+    from vitmae.engine import run_evaluator
+    from vitmae.seg_visualize import palette_writer
+    from vitmae.tasks import build_task
+
+    ds, task = _Items(7), build_task("segment", num_classes=3)
+    order = make_loader(ds, 3, train=False).sampler  # batches of 3, the last one partial
+    ev = task.evaluator(sink=palette_writer(ds, tmp_path, order))
+    ev = run_evaluator(_ReadsTheClass(), task, ds, 3, torch.device("cpu"), evaluator=ev)
+    assert sorted(p.stem for p in tmp_path.iterdir()) == sorted(ds.ids)
+    for i, name in enumerate(ds.ids):
+        assert read_mask(tmp_path / f"{name}.png").unique().tolist() == [i % 3]
+    assert ev.result()["pixel_acc"] == 1.0 and ev.result()["n"] == 7

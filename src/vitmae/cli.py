@@ -95,12 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "evaluate":
             from vitmae.evaluation import run_evaluate
 
-            if args.save_predictions:  # first: it refuses a run that is no segmentation
-                from vitmae.seg_visualize import run_save_predictions
-
-                n = len(run_save_predictions(cfg, args.checkpoint, args.save_predictions))
-                print(f"wrote {n} palette PNGs to {args.save_predictions}")
-            print(json.dumps(run_evaluate(cfg, args.checkpoint)))
+            print(json.dumps(run_evaluate(cfg, args.checkpoint,
+                                          predictions_dir=args.save_predictions)))
         elif args.command == "visualize":
             from vitmae.evaluation import run_dir_of
             from vitmae.visualize import run_visualize

@@ -90,11 +90,12 @@ def evaluate(model: nn.Module, task, dataset, batch_size: int, device: torch.dev
 
 @torch.no_grad()
 def run_evaluator(model: nn.Module, task, dataset, batch_size: int, device: torch.device,
-                  num_workers: int = 0, amp: str = "auto"):
-    """Feed `dataset` (sharded over ranks) to the task's evaluator; its sums are reduced."""
+                  num_workers: int = 0, amp: str = "auto", evaluator=None):
+    """Feed `dataset` (sharded over ranks) to `evaluator` (default: the task's); its sums
+    are reduced."""
     was_training = model.training
     model.eval()
-    ev = task.evaluator()
+    ev = task.evaluator() if evaluator is None else evaluator
     loader = make_loader(dataset, batch_size, train=False, num_workers=num_workers)
     with autocast(device, amp):
         for batch in loader:

@@ -12,6 +12,7 @@ import torch
 
 from vitmae.checkpoint import read_weights
 from vitmae.config import Config
+from vitmae.data.loader import make_loader
 from vitmae.engine import run_evaluator
 from vitmae.models import build_finetune_model
 from vitmae.runner import setup
@@ -35,17 +36,33 @@ def load_finetuned(cfg: Config, checkpoint: str | Path, in_chans: int, num_class
 
 
 def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None = None,
-                 log=print) -> dict:
-    """Metrics of `checkpoint` on cfg.data.val_split; writes eval artefacts to `out_dir`."""
+                 log=print, predictions_dir: str | Path | None = None) -> dict:
+    """Metrics of `checkpoint` on cfg.data.val_split; writes eval artefacts to `out_dir`.
+
+    predictions_dir (segmentation only): the same pass also writes every prediction there as
+    a VOC palette PNG named after the image.
+    """
     from vitmae.data import build_dataset
 
+    if predictions_dir is not None and cfg.task != "segment":
+        raise ValueError(f"saving predictions needs a segmentation run (task: segment), "
+                         f"this one has task: {cfg.task}")
     device = setup(cfg)
     ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
     model = load_finetuned(cfg, checkpoint, ds.in_chans, ds.num_classes).to(device)
     task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None))
+    evaluator = None
+    if predictions_dir is not None:
+        from vitmae.seg_visualize import palette_writer
+
+        # this rank's items in the order the loader gives them to the evaluator
+        order = make_loader(ds, cfg.data.batch_size, train=False).sampler
+        evaluator = task.evaluator(sink=palette_writer(ds, predictions_dir, order))
     ev = run_evaluator(model, task, ds, cfg.data.batch_size, device, cfg.data.num_workers,
-                       cfg.run.amp)
+                       cfg.run.amp, evaluator)
     result = ev.result()
+    if predictions_dir is not None:
+        log(f"wrote {result['n']} palette PNGs to {predictions_dir}")
     run = run_dir_of(checkpoint) or Path(cfg.run.output_dir)
     out = Path(out_dir) if out_dir else run / "eval"
     out.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,14 @@
 
 `save_segmentation_grid`: one row per image, image | ground truth | prediction, the label
 maps coloured with the VOC palette (void 255 in its cream colour), at the original size.
-`save_predictions`: each prediction as a palette PNG named `<id or index>.png`, the format
-of VOC's `SegmentationClass` (the pixel value is the class; viewers show the colours).
+`palette_writer`: each prediction of the evaluator's pass as a palette PNG named
+`<id or index>.png`, the format of VOC's `SegmentationClass` (the pixel value is the class;
+viewers show the colours).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -85,30 +87,13 @@ def stack_padded(pictures: list[torch.Tensor]) -> torch.Tensor:
                         for p in pictures])  # (n, 3, H, W)
 
 
-@torch.no_grad()
-def save_predictions(cfg: Config, state: dict, ds, out_dir: Path,
-                     batch_size: int = 16) -> list[Path]:
-    """Every item of `ds` predicted and written to `out_dir` as a palette PNG."""
-    model = load_segmenter(cfg, state, ds)
+def palette_writer(ds, out_dir: str | Path, order: Iterable[int]) -> Callable:
+    """A sink for the evaluator's predictions: each (H, W) label map, taken as the next item
+    of `order` (the indices of `ds` in the order evaluated), becomes `<id or index>.png`."""
     names = getattr(ds, "ids", None) or [f"{i:06d}" for i in range(len(ds))]
-    paths = []
-    for start in range(0, len(ds), batch_size):
-        items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
-        sizes = torch.stack([b[2] for b in items]) if len(items[0]) > 2 else None
-        preds = predict(model, torch.stack([b[0] for b in items]), sizes)
-        for k, pred in enumerate(preds):
-            paths.append(Path(out_dir) / f"{names[start + k]}.png")
-            save_palette_png(pred, paths[-1])
-    return paths
+    order, out = iter(order), Path(out_dir)
 
-
-def run_save_predictions(cfg: Config, checkpoint, out_dir) -> list[Path]:
-    """Predictions of a segmentation checkpoint on cfg.data.val_split as palette PNGs."""
-    from vitmae.checkpoint import read_weights
-    from vitmae.data import build_dataset
-
-    if cfg.task != "segment":
-        raise ValueError(f"saving predictions needs a segmentation run (task: segment), "
-                         f"this one has task: {cfg.task}")
-    ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
-    return save_predictions(cfg, read_weights(checkpoint), ds, Path(out_dir))
+    def write(preds: list[torch.Tensor]) -> None:
+        for pred in preds:
+            save_palette_png(pred.cpu(), out / f"{names[next(order)]}.png")
+    return write

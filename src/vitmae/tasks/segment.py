@@ -31,8 +31,8 @@ class SegmentTask:
         acc = (logits.argmax(1) == masks)[valid].float().mean().item() if valid.any() else 0.0
         return loss, {"pixel_acc": acc}
 
-    def evaluator(self):
-        return SegmentEvaluator(self.K, self.classes)
+    def evaluator(self, sink=None):
+        return SegmentEvaluator(self.K, self.classes, sink)
 
 
 def predict(model, imgs: torch.Tensor, sizes: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -46,15 +46,21 @@ def predict(model, imgs: torch.Tensor, sizes: torch.Tensor | None = None) -> lis
 
 
 class SegmentEvaluator:
-    def __init__(self, K: int, classes: list[str] | None):
-        self.K, self.classes = K, classes
+    """Sums the pixel confusion matrix; `sink`, if given, receives each batch's label maps
+    (a list of (H, W) tensors, in the order of the batch), e.g. to write them as PNGs."""
+
+    def __init__(self, K: int, classes: list[str] | None, sink=None):
+        self.K, self.classes, self.sink = K, classes, sink
         self.sums = {"cm": torch.zeros(K, K, dtype=torch.int64),
                      "n": torch.zeros((), dtype=torch.int64)}
 
     def update(self, model, batch) -> None:
         imgs, masks = batch[0], batch[1]
         sizes = batch[2] if len(batch) > 2 else None
-        for pred, mask, size in zip(predict(model, imgs, sizes), masks,
+        preds = predict(model, imgs, sizes)
+        if self.sink is not None:
+            self.sink(preds)
+        for pred, mask, size in zip(preds, masks,
                                     sizes if sizes is not None else [None] * len(masks),
                                     strict=True):
             if size is not None:
