@@ -39,9 +39,12 @@ def test_composite_labels_match_pixels(mnist_root, max_digits):
     ds = build_dataset(cfg(root, seg_digits=max_digits, seg_threshold=100), "test", False)
     labels = arrays["t10k"][1]
     for i in range(len(ds)):
-        img, mask = ds.draw(i)  # intensities 0-255, labels
+        img, mask, owner = ds.draw(i)  # intensities 0-255, labels, layout row of each pixel
         assert torch.equal(mask > 0, img > 100)  # foreground exactly above the threshold
         placed = [r for r in ds.layout[i].tolist() if r[0] >= 0]
+        assert torch.equal(owner >= 0, mask > 0)
+        for j, (k, *_) in enumerate(placed):  # each digit's pixels carry that digit's label
+            assert (mask[owner == j] == int(labels[k]) + 1).all()
         assert 1 <= len(placed) <= max_digits
         assert set(mask.unique().tolist()) <= {0} | {int(labels[k]) + 1 for k, *_ in placed}
         k, size, y, x = placed[-1]  # drawn last, on top: all its foreground keeps its label
@@ -66,3 +69,22 @@ def test_bad_split_and_digit_count_raise(mnist_root):
         build_dataset(cfg(root), "val", False)
     with pytest.raises(ValueError, match="seg_digits"):
         build_dataset(cfg(root, seg_digits=0), "train", True)
+
+
+def test_digit_reading_scores_each_digit_by_its_majority_label():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from seg_digits import digit_reading
+
+    owner = torch.full((8, 8), -1)
+    owner[:4, :6], owner[5:, :] = 0, 1  # digit 0: 24 pixels, digit 1: 24 pixels
+    owner[7, :3] = 2  # digit 2: 3 visible pixels, too few to judge
+    pred = torch.zeros(8, 8, dtype=torch.int64)
+    pred[:4, :6] = 4  # digit 0 (a 3, label 4) read right on 18 pixels ...
+    pred[:1, :6] = 9  # ... and as an 8 on 6 of them
+    pred[5:, :] = 2  # digit 1 (a 7, label 8) read as a 1 everywhere
+    rows = [[0, 20, 0, 0], [1, 33, 5, 0], [2, 25, 7, 0]]  # (index, size, top, left)
+    labels = torch.tensor([3, 7, 5])
+    assert digit_reading(pred, owner, rows, labels) == [(20, True, 0.75), (33, False, 1.0)]

@@ -59,26 +59,27 @@ class MnistSegmentation(Dataset):
     def __len__(self) -> int:
         return len(self.layout)
 
-    def draw(self, i: int) -> tuple[Tensor, Tensor]:
-        """-> intensities (S, S) float 0-255 and mask (S, S) int64 of canvas i."""
+    def draw(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        """-> intensities (S, S) float 0-255, mask (S, S) int64 and owner (S, S) int64 of
+        canvas i: owner is the layout row of the digit a pixel belongs to, -1 background."""
         S = self.canvas
         img = torch.zeros(S, S)
-        mask = torch.zeros(S, S, dtype=torch.int64)
-        for k, size, top, left in self.layout[i].tolist():
-            if k < 0:
-                break
+        owner = torch.full((S, S), -1, dtype=torch.int64)
+        rows = [r for r in self.layout[i].tolist() if r[0] >= 0]
+        for j, (k, size, top, left) in enumerate(rows):
             digit = scale_digit(self.digits[k], size)  # (size, size)
             fg = digit > self.threshold
             region = (slice(top, top + size), slice(left, left + size))
-            below, below_mask = img[region], mask[region]
+            below, below_owner = img[region], owner[region]
             # overwrite with this digit's foreground; elsewhere keep the brighter (both faint)
-            img[region] = torch.where(fg, digit, torch.where(below_mask > 0, below,
+            img[region] = torch.where(fg, digit, torch.where(below_owner >= 0, below,
                                                              torch.maximum(below, digit)))
-            mask[region] = torch.where(fg, int(self.labels[k]) + 1, below_mask)
-        return img, mask
+            owner[region] = torch.where(fg, j, below_owner)
+        classes = torch.tensor([0] + [int(self.labels[r[0]]) + 1 for r in rows])  # (1 + n,)
+        return img, classes[owner + 1], owner
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        img, mask = self.draw(i)
+        img, mask, _ = self.draw(i)
         img = (img / 255 - self.mean[0]) / self.std[0]
         return img.unsqueeze(0), mask  # (1, S, S), (S, S)
 
