@@ -57,10 +57,9 @@ def main() -> None:
     readings = []
     with torch.inference_mode():
         for i in range(min(args.canvases, len(ds))):
-            img, _ = ds[i]
-            pred = model(img[None])[0].argmax(0)  # (S, S)
-            rows = [r for r in ds.layout[i].tolist() if r[0] >= 0]
-            readings += digit_reading(pred, ds.draw(i)[2], rows, ds.labels)
+            img, _, owner = ds.draw(i)  # one drawing gives the input and who owns each pixel
+            pred = model(ds.normalize(img)[None])[0].argmax(0)  # (S, S)
+            readings += digit_reading(pred, owner, ds.placed(i), ds.labels)
     by_size = defaultdict(list)
     for size, right, _ in readings:
         by_size[f"{size // 5 * 5}-{size // 5 * 5 + 4}px"].append(right)

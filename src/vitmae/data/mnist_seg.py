@@ -59,13 +59,17 @@ class MnistSegmentation(Dataset):
     def __len__(self) -> int:
         return len(self.layout)
 
+    def placed(self, i: int) -> list[list[int]]:
+        """The layout rows (digit index, size, top, left) of canvas i's digits, drawing order."""
+        return [r for r in self.layout[i].tolist() if r[0] >= 0]
+
     def draw(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
         """-> intensities (S, S) float 0-255, mask (S, S) int64 and owner (S, S) int64 of
         canvas i: owner is the layout row of the digit a pixel belongs to, -1 background."""
         S = self.canvas
         img = torch.zeros(S, S)
         owner = torch.full((S, S), -1, dtype=torch.int64)
-        rows = [r for r in self.layout[i].tolist() if r[0] >= 0]
+        rows = self.placed(i)
         for j, (k, size, top, left) in enumerate(rows):
             digit = scale_digit(self.digits[k], size)  # (size, size)
             fg = digit > self.threshold
@@ -78,10 +82,13 @@ class MnistSegmentation(Dataset):
         classes = torch.tensor([0] + [int(self.labels[r[0]]) + 1 for r in rows])  # (1 + n,)
         return img, classes[owner + 1], owner
 
+    def normalize(self, img: Tensor) -> Tensor:
+        """Intensities (S, S) 0-255 -> the model's input (1, S, S)."""
+        return ((img / 255 - self.mean[0]) / self.std[0]).unsqueeze(0)
+
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         img, mask, _ = self.draw(i)
-        img = (img / 255 - self.mean[0]) / self.std[0]
-        return img.unsqueeze(0), mask  # (1, S, S), (S, S)
+        return self.normalize(img), mask  # (1, S, S), (S, S)
 
 
 def composite_layout(n_canvas: int, n_digits: int, max_per_canvas: int, canvas: int,
