@@ -63,3 +63,35 @@ def test_two_ranks_end_identical_and_evaluate_the_whole_test_set(tmp_path, subpr
     assert info["world_size"] == 2
     train = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").open()]
     assert max(r["step"] for r in train) == 2  # 128 images / 2 ranks / 32 per batch
+
+
+@pytest.mark.slow
+def test_two_ranks_segment_and_sum_one_confusion_matrix(tmp_path, subprocess_env):
+    """The mnist_seg preset as the README runs it (torchrun, 2 ranks): the ranks end identical,
+    and the metrics of the confusion matrix summed over both ranks are those of one process
+    evaluating the saved weights on the whole test set."""
+    from test_cli import run_cli
+    from test_data_mnist import N_TEST, write_mnist
+    from test_seg_cli import TINY
+
+    write_mnist(tmp_path / "data")
+    script = tmp_path / "launch.py"
+    script.write_text(LAUNCHER)
+    argv = ["finetune", "-c", "mnist_seg", *TINY, f"data.root={tmp_path / 'data'}",
+            "data.img_size=16", "data.batch_size=4", "finetune.epochs=1", "run.device=cpu",
+            "run.threads=1", f"run.output_dir={tmp_path}", "run.name=seg"]
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", str(script), str(tmp_path), *argv],
+                         capture_output=True, text=True, env=subprocess_env, timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert reports[0]["sha256"] == reports[1]["sha256"], "the ranks' weights differ"
+    single = json.loads(run_cli(["evaluate", "--checkpoint", str(tmp_path / "seg")])[-1])
+    pixels = N_TEST * 16 * 16
+    for report in reports:
+        ddp = report["metrics"]
+        assert ddp["n"] == single["n"] == N_TEST  # 5 canvases per rank, summed
+        # the same weights on other batch compositions: a logit may differ in its last bit,
+        # so allow one flipped pixel in each accuracy; a rank's half missing would be far off
+        assert abs(ddp["pixel_acc"] - single["pixel_acc"]) <= 1 / pixels
+        assert abs(ddp["baseline_pixel_acc"] - single["baseline_pixel_acc"]) <= 1e-12
