@@ -43,19 +43,27 @@ def _digest(state) -> str:
     return hashlib.sha256(blob).hexdigest()  # as the launcher computes it
 
 
-@pytest.mark.slow
-def test_two_ranks_end_identical_and_evaluate_the_whole_test_set(tmp_path, subprocess_env):
+def run_two_ranks(tmp_path, argv: list[str], env: dict[str, str]) -> list[dict]:
+    """`vitmae <argv>` under torchrun with 2 CPU ranks -> each rank's report (weights' hash,
+    final metrics); the ranks must have ended with the same weights."""
     script = tmp_path / "launch.py"
     script.write_text(LAUNCHER)
-    argv = ["finetune", "-c", "digits", "model.arch=vit_micro_patch4", "data.subset=128",
-            "data.batch_size=32", "finetune.epochs=1", "run.device=cpu", "run.threads=1",
-            f"run.output_dir={tmp_path}", "run.name=ddp"]
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", str(script), str(tmp_path), *argv],
-                         capture_output=True, text=True, env=subprocess_env, timeout=300)
+                          "--nproc_per_node=2", str(script), str(tmp_path), *argv,
+                          "run.device=cpu", "run.threads=1"],
+                         capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-4000:]
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert reports[0]["sha256"] == reports[1]["sha256"], "the ranks' weights differ"
+    return reports
+
+
+@pytest.mark.slow
+def test_two_ranks_end_identical_and_evaluate_the_whole_test_set(tmp_path, subprocess_env):
+    argv = ["finetune", "-c", "digits", "model.arch=vit_micro_patch4", "data.subset=128",
+            "data.batch_size=32", "finetune.epochs=1", f"run.output_dir={tmp_path}",
+            "run.name=ddp"]
+    reports = run_two_ranks(tmp_path, argv, subprocess_env)
     assert _digest(read_weights(tmp_path / "ddp")) == reports[0]["sha256"]
     for report in reports:
         assert report["metrics"]["n"] == 450  # 225 per rank, reduced over both
@@ -75,17 +83,10 @@ def test_two_ranks_segment_and_sum_one_confusion_matrix(tmp_path, subprocess_env
     from test_seg_cli import TINY
 
     write_mnist(tmp_path / "data")
-    script = tmp_path / "launch.py"
-    script.write_text(LAUNCHER)
     argv = ["finetune", "-c", "mnist_seg", *TINY, f"data.root={tmp_path / 'data'}",
-            "data.img_size=16", "data.batch_size=4", "finetune.epochs=1", "run.device=cpu",
-            "run.threads=1", f"run.output_dir={tmp_path}", "run.name=seg"]
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node=2", str(script), str(tmp_path), *argv],
-                         capture_output=True, text=True, env=subprocess_env, timeout=300)
-    assert out.returncode == 0, out.stderr[-4000:]
-    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert reports[0]["sha256"] == reports[1]["sha256"], "the ranks' weights differ"
+            "data.img_size=16", "data.batch_size=4", "finetune.epochs=1",
+            f"run.output_dir={tmp_path}", "run.name=seg"]
+    reports = run_two_ranks(tmp_path, argv, subprocess_env)
     single = json.loads(run_cli(["evaluate", "--checkpoint", str(tmp_path / "seg")])[-1])
     pixels = N_TEST * 16 * 16
     for report in reports:
