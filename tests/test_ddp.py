@@ -53,6 +53,8 @@ def run_two_ranks(tmp_path, argv: list[str], env: dict[str, str]) -> list[dict]:
                           "run.device=cpu", "run.threads=1"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-4000:]
+    assert out.stdout.count("run folder: ") == 1, out.stdout  # logged by rank 0 alone
+    assert out.stdout.count("fine-tuning ") == 1, out.stdout
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert reports[0]["sha256"] == reports[1]["sha256"], "the ranks' weights differ"
     return reports

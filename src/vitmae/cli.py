@@ -85,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         elif args.command == "pretrain":
+            from vitmae.distributed import say
             from vitmae.runner import run_pretrain
 
-            print(f"run folder: {run_pretrain(cfg, resume=args.resume)}")
+            say(f"run folder: {run_pretrain(cfg, resume=args.resume, log=say)}")
         elif args.command == "finetune":
+            from vitmae.distributed import say
             from vitmae.runner import run_finetune
 
-            print(f"run folder: {run_finetune(cfg, resume=args.resume)}")
+            say(f"run folder: {run_finetune(cfg, resume=args.resume, log=say)}")
         elif args.command == "evaluate":
             from vitmae.evaluation import run_evaluate
 

@@ -40,6 +40,13 @@ def init_distributed(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def say(*args, **kwargs) -> None:
+    """`print` on rank 0 only, so that a torchrun job logs each line once. Read from torchrun's
+    RANK, which outlives the process group (every process is rank 0 without torchrun)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(*args, **kwargs)
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """Sum a tensor over all ranks (in place) and return it."""
     if is_distributed():
