@@ -12,6 +12,9 @@ import sys
 import textwrap
 
 import pytest
+from test_cli import run_cli
+from test_data_mnist import N_TEST, write_mnist
+from test_seg_cli import TINY
 
 from vitmae.checkpoint import read_weights
 
@@ -80,10 +83,6 @@ def test_two_ranks_segment_and_sum_one_confusion_matrix(tmp_path, subprocess_env
     """The mnist_seg preset as the README runs it (torchrun, 2 ranks): the ranks end identical,
     and the metrics of the confusion matrix summed over both ranks are those of one process
     evaluating the saved weights on the whole test set."""
-    from test_cli import run_cli
-    from test_data_mnist import N_TEST, write_mnist
-    from test_seg_cli import TINY
-
     write_mnist(tmp_path / "data")
     argv = ["finetune", "-c", "mnist_seg", *TINY, f"data.root={tmp_path / 'data'}",
             "data.img_size=16", "data.batch_size=4", "finetune.epochs=1",
