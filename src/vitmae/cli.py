@@ -78,6 +78,7 @@ def _config(args) -> object:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from vitmae.checkpoint import CheckpointError
+    from vitmae.distributed import say
     from vitmae.engine import DivergenceError, Interrupted
 
     try:
@@ -85,15 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         elif args.command == "pretrain":
-            from vitmae.distributed import say
             from vitmae.runner import run_pretrain
 
-            say(f"run folder: {run_pretrain(cfg, resume=args.resume, log=say)}")
+            say(f"run folder: {run_pretrain(cfg, resume=args.resume)}")
         elif args.command == "finetune":
-            from vitmae.distributed import say
             from vitmae.runner import run_finetune
 
-            say(f"run folder: {run_finetune(cfg, resume=args.resume, log=say)}")
+            say(f"run folder: {run_finetune(cfg, resume=args.resume)}")
         elif args.command == "evaluate":
             from vitmae.evaluation import run_evaluate
 

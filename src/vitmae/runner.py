@@ -1,7 +1,8 @@
 """Library entry points for the two training stages: `run_pretrain(cfg)`, `run_finetune(cfg)`.
 
 The CLI only parses and calls these; notebooks and tests call them too. Each returns the run
-folder. Both stages share `prepare` (devices, seeds, data) and the engine's `fit`.
+folder. Both stages share `prepare` (devices, seeds, data) and the engine's `fit`. They
+report through `log`, by default a print on rank 0 only, so a torchrun job logs each line once.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def prepare(cfg: Config, with_val: bool = True) -> Prepared:
     return Prepared(device, train_set, val_set)
 
 
-def open_run(cfg: Config, stage: str, resume: str | None, log=print) -> tuple[RunDir, Path | None]:
+def open_run(cfg: Config, stage: str, resume: str | None,
+             log=dist.say) -> tuple[RunDir, Path | None]:
     """A new run folder, or the one being resumed with its newest good checkpoint."""
     if resume is None:
         return RunDir.create(cfg.run.output_dir, cfg.run.name, stage, cfg.data.dataset,
@@ -64,7 +66,7 @@ def open_run(cfg: Config, stage: str, resume: str | None, log=print) -> tuple[Ru
     return run, ckpt
 
 
-def run_pretrain(cfg: Config, resume: str | None = None, log=print) -> Path:
+def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     """MAE pretraining on cfg.data with cfg.pretrain's schedule."""
     p = prepare(cfg)
     model = build_mae(cfg.model, cfg.data.img_size, p.train_set.in_chans).to(p.device)
@@ -80,7 +82,7 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=print) -> Path:
     return run.path
 
 
-def run_finetune(cfg: Config, resume: str | None = None, log=print) -> Path:
+def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     """Fine-tune (or train from scratch) the encoder plus a head for cfg.task."""
     p = prepare(cfg)
     ds = p.train_set
