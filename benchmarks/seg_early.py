@@ -24,21 +24,11 @@ from torch.utils.data import DataLoader, Subset
 from vitmae.checkpoint import read_weights
 from vitmae.config import load_config
 from vitmae.data import build_dataset
-from vitmae.metrics import confusion_matrix, segmentation_metrics
+from vitmae.engine import evaluate
 from vitmae.models import build_finetune_model
 from vitmae.models.encoder_weights import load_encoder
-from vitmae.optim import base_lr, build_optimizer, param_groups
-from vitmae.tasks.segment import IGNORE_INDEX
-
-
-def evaluate(model, loader, K: int) -> dict:
-    model.eval()
-    cm = torch.zeros(K, K, dtype=torch.int64)
-    with torch.inference_mode():
-        for imgs, masks in loader:
-            cm += confusion_matrix(model(imgs).argmax(1), masks, K, IGNORE_INDEX)
-    model.train()
-    return segmentation_metrics(cm)
+from vitmae.optim import base_lr, build_optimizer, param_groups, set_lr
+from vitmae.tasks import build_task
 
 
 def main() -> None:
@@ -64,21 +54,22 @@ def main() -> None:
     groups = param_groups(model, f.weight_decay, f.layer_decay, encoder.depth, prefix,
                           f.head_lr_mult)
     optimizer = build_optimizer(groups, f, lr)
+    task = build_task(cfg.task, num_classes=train.num_classes,
+                      classes=getattr(train, "classes", None))
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.run.seed))
     loader = DataLoader(Subset(train, order[: args.canvases].tolist()), batch_size=B,
                         num_workers=cfg.data.num_workers)
-    test_loader = DataLoader(Subset(test, range(min(args.test, len(test)))), batch_size=100)
+    test_part = Subset(test, range(min(args.test, len(test))))
     curve, seen, step, next_eval, t0 = [], 0, 0, args.every, time.time()
-    for imgs, masks in loader:
-        for group in optimizer.param_groups:  # linear warmup over images, then constant
-            group["lr"] = lr * min(1.0, (step + 1) * B / args.warmup_images) * group["lr_scale"]
-        loss = torch.nn.functional.cross_entropy(model(imgs), masks, ignore_index=IGNORE_INDEX)
+    for batch in loader:
+        set_lr(optimizer, lr * min(1.0, (step + 1) * B / args.warmup_images))  # then constant
+        loss, _ = task.train_step(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        seen, step = seen + len(imgs), step + 1
+        seen, step = seen + len(batch[0]), step + 1
         if seen >= next_eval:
-            m = evaluate(model, test_loader, train.num_classes)
+            m = evaluate(model, task, test_part, 100, torch.device("cpu"))
             point = rounded({"images": seen, "steps": step, "s": time.time() - t0,
                              "loss": loss.item(), "miou": m["miou"],
                              "pixel_acc": m["pixel_acc"]})
