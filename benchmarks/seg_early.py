@@ -55,7 +55,7 @@ def main() -> None:
                           f.head_lr_mult)
     optimizer = build_optimizer(groups, f, lr)
     task = build_task(cfg.task, num_classes=train.num_classes,
-                      classes=getattr(train, "classes", None))
+                      classes=getattr(train, "classes", None), aux_weight=cfg.model.seg_aux)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.run.seed))
     loader = DataLoader(Subset(train, order[: args.canvases].tolist()), batch_size=B,
                         num_workers=cfg.data.num_workers)

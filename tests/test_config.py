@@ -82,6 +82,8 @@ def test_malformed_override(override):
     (["pretrain.accum_iter=0"], "pretrain.accum_iter"),
     (["finetune.layer_decay=0"], "finetune.layer_decay"),
     (["finetune.head_lr_mult=0"], "finetune.head_lr_mult"),
+    (["model.rope=true", "model.embed_dim=24", "model.num_heads=4"], "model.rope"),  # width 6
+    (["model.seg_aux=-0.4"], "model.seg_aux"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

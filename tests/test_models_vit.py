@@ -13,11 +13,13 @@ from vitmae.models.vit import VARIANTS, resolve_arch
 SMALL = [n for n, a in VARIANTS.items() if a["embed_dim"] <= 128]  # cheap to build on a CPU
 
 
+@pytest.mark.parametrize("rope", [False, True])
 @pytest.mark.parametrize("img_size", [16, (12, 20)])
-def test_encoder_is_equivariant_to_the_order_of_kept_patches(micro_vit, img_size):
+def test_encoder_is_equivariant_to_the_order_of_kept_patches(micro_vit, img_size, rope):
     # A position embedding added after the gather (or with rows and columns swapped) would
     # tie a token's position to its slot, not to its patch: the outputs would not permute.
-    model = micro_vit(img_size=img_size, num_classes=0).eval()
+    # The same holds for the rotary positions (RoPE) of the kept patches.
+    model = micro_vit(img_size=img_size, num_classes=0, rope=rope).eval()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 1, *model.patch_embed.img_size, generator=g)  # (B, C, H, W)
     L = model.patch_embed.num_patches
@@ -30,8 +32,9 @@ def test_encoder_is_equivariant_to_the_order_of_kept_patches(micro_vit, img_size
     torch.testing.assert_close(out_perm[:, 0], out[:, 0], atol=1e-5, rtol=1e-5)
 
 
-def test_all_patches_in_order_equals_no_mask(micro_vit):
-    model = micro_vit(img_size=(12, 16)).eval()
+@pytest.mark.parametrize("rope", [False, True])
+def test_all_patches_in_order_equals_no_mask(micro_vit, rope):
+    model = micro_vit(img_size=(12, 16), rope=rope).eval()
     x = torch.randn(2, 1, 12, 16)
     L = model.patch_embed.num_patches
     ids_all = torch.arange(L).expand(2, L)  # (B, L)

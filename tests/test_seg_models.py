@@ -37,10 +37,11 @@ def test_every_parameter_gets_a_gradient(head):
     assert not no_grad
 
 
-def test_pretrained_mae_encoder_loads_with_no_missing_key():
+@pytest.mark.parametrize("extra", [{}, {"rope": True, "seg_aux": 0.4}])
+def test_pretrained_mae_encoder_loads_with_no_missing_key(extra):
     cfg = Config(task="segment")
     cfg.model = ModelConfig(seg_head="pup", decoder_embed_dim=32, decoder_depth=1,
-                            decoder_num_heads=2, **MICRO)
+                            decoder_num_heads=2, **MICRO, **extra)
     cfg.data.img_size = 16
     mae = build_mae(cfg.model, 16, 1)
     model, encoder, prefix = build_finetune_model(cfg, in_chans=1, num_classes=11)
@@ -71,3 +72,35 @@ def test_pup_head_takes_edges_from_the_pixels_where_a_linear_head_cannot():
     # the linear head decides per 4x4 patch (upsampled), so it is at best a coin toss here
     assert fit_pixel_threshold("pup") > 0.97
     assert fit_pixel_threshold("linear") < 0.8
+
+
+def test_auxiliary_head_reads_a_middle_block_in_training_only():
+    torch.manual_seed(0)
+    cfg = ModelConfig(seg_head="pup", seg_aux=0.4, **{**MICRO, "depth": 4})
+    model = build_segmenter(cfg, 16, 1, 4).train()
+    assert model.aux_head.indices == [model.head.indices[-2]] and model.head.indices[-1] == 3
+    x = torch.randn(2, 1, 16, 16)
+    logits, aux = model(x)
+    assert logits.shape == aux.shape == (2, 4, 16, 16)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), logits)  # eval: the main logits only
+        tokens = model.encoder.forward_intermediates(x, model.aux_head.indices)[0]
+        expected = model.aux_head([model.aux_norm(tokens)], (4, 4), x)
+    torch.testing.assert_close(aux, expected)  # no dropout anywhere: train == eval
+
+
+def test_task_loss_adds_the_weighted_auxiliary_loss_and_every_parameter_learns():
+    from vitmae.tasks import build_task
+
+    torch.manual_seed(0)
+    model = build_segmenter(ModelConfig(seg_head="pup", seg_aux=0.4, **MICRO), 16, 1, 4).train()
+    x, y = torch.randn(2, 1, 16, 16), torch.randint(0, 4, (2, 16, 16))
+    y[0, :3] = 255  # void
+    loss, _ = build_task("segment", num_classes=4, aux_weight=0.4).train_step(model, (x, y))
+    logits, aux = model(x)
+    ce = lambda z: torch.nn.functional.cross_entropy(z, y, ignore_index=255)  # noqa: E731
+    torch.testing.assert_close(loss, ce(logits) + 0.4 * ce(aux))
+    loss.backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not no_grad

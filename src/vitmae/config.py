@@ -42,7 +42,9 @@ class ModelConfig:
     decoder_num_heads: int = 4
     mask_ratio: float = 0.75  # the paper's default
     norm_pix_loss: bool = True  # per-patch normalized targets: better features (paper, Table 1d)
+    rope: bool = False  # also rotary (2-D axial RoPE) positions in attention: offset-aware
     seg_head: str = "linear"  # segmentation decoder: "linear" (Segmenter) or "pup" (SETR-PUP)
+    seg_aux: float = 0.0  # > 0: an auxiliary linear head on a middle block, its loss weight
 
 
 @dataclass
@@ -278,6 +280,9 @@ def validate(cfg: Config) -> None:
          f"{arch['num_heads']} heads do not divide the width {arch['embed_dim']}")
     need(m.decoder_embed_dim % m.decoder_num_heads == 0, "model.decoder_num_heads",
          f"{m.decoder_num_heads} heads do not divide the decoder width {m.decoder_embed_dim}")
+    need(not m.rope or (arch["embed_dim"] // arch["num_heads"]) % 4 == 0, "model.rope",
+         f"needs a head width divisible by 4, got {arch['embed_dim'] // arch['num_heads']}")
+    need(m.seg_aux >= 0, "model.seg_aux", f"must be >= 0, got {m.seg_aux}")
     need(d.img_size % arch["patch_size"] == 0, "data.img_size",
          f"{d.img_size} is not divisible by the patch size {arch['patch_size']}")
     need(d.batch_size >= 1, "data.batch_size", f"must be >= 1, got {d.batch_size}")

@@ -103,7 +103,7 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
                           f.head_lr_mult)
     optimizer = build_optimizer(groups, f, lr)
     task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None),
-                      label_smoothing=f.label_smoothing)
+                      label_smoothing=f.label_smoothing, aux_weight=cfg.model.seg_aux)
     run, ckpt = open_run(cfg, "finetune", resume, log)
     source = f"from {f.pretrained}" if f.pretrained else "from scratch"
     log(f"fine-tuning {cfg.model.arch} for {cfg.task} on {cfg.data.dataset} "

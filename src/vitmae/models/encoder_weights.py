@@ -3,7 +3,8 @@
 MAE's fine-tuning loads non-strictly and then asserts the exact set of missing keys; here the
 expected set is passed in and any other missing or unexpected key is an error that lists the
 keys. Accepts our MAE checkpoints (`encoder.*`) and public MAE / timm ones (no prefix; the
-decoder keys are dropped). A position embedding of another grid size is resampled.
+decoder keys are dropped). A position embedding of another grid size is resampled; a RoPE
+table is the model's own (it follows from the grid), but must be present on both sides.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def load_encoder(encoder: VisionTransformer, state: dict[str, torch.Tensor],
         old = int(math.isqrt(pos.shape[1] - 1))
         log(f"pos_embed: resampling the {old}x{old} position grid of the checkpoint to {h}x{w}")
         state["pos_embed"] = resample_pos_embed(pos, (h, w), encoder.num_prefix_tokens)
+    if "rope_table" in state and "rope_table" in own:
+        state["rope_table"] = own["rope_table"]  # derived from the grid, not learned
     bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
            for k, v in state.items() if k in own and v.shape != own[k].shape]
     if bad:

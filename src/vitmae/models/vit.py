@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitmae.models.pos_embed import sincos_2d
+from vitmae.models.rope import axial_rope, rotate, select
 
 # Model sizes as data. The *_patch4 variants are for 28-32 px images on a CPU; the standard
 # ones follow timm / MAE. mlp_ratio is 4 throughout.
@@ -96,7 +97,8 @@ class DropPath(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with one fused qkv projection and SDPA."""
+    """Multi-head self-attention with one fused qkv projection and SDPA; queries and keys are
+    rotated when a RoPE table is given (`vitmae.models.rope`)."""
 
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
@@ -106,12 +108,15 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, N, D), rope None or (2, B or 1, 1, N, hd) -> (B, N, D)."""
         B, N, D = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)  # (B, N, 3, nh, hd)
         # Split on the qkv axis before moving heads forward: the backward then stacks the
         # three gradients straight into the (B, N, 3, nh, hd) layout (no extra copy).
         q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x (B, nh, N, hd)
+        if rope is not None:
+            q, k = rotate(q, rope), rotate(k, rope)
         x = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
         return self.proj(x.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
 
@@ -138,8 +143,8 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, rope: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), rope))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -155,7 +160,8 @@ def init_weights(module: nn.Module) -> None:
 
 
 class VisionTransformer(nn.Module):
-    """ViT with a class token and fixed 2-D sin-cos position embeddings.
+    """ViT with a class token and fixed 2-D sin-cos position embeddings (plus, with
+    `rope=True`, rotary ones in every attention layer).
 
     `forward_features(x, ids_keep)` runs the encoder on the kept patches only (MAE);
     `forward_head` pools (mean of patch tokens, or the class token) and classifies.
@@ -166,7 +172,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, img_size=224, patch_size: int = 16, in_chans: int = 3,
                  num_classes: int = 0, embed_dim: int = 768, depth: int = 12,
                  num_heads: int = 12, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 global_pool: str = "avg"):
+                 global_pool: str = "avg", rope: bool = False):
         super().__init__()
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
         self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
@@ -176,6 +182,10 @@ class VisionTransformer(nn.Module):
         # Fixed, not learned (MAE); persistent so that checkpoints carry it like timm's.
         pos = torch.cat([torch.zeros(1, embed_dim), sincos_2d(embed_dim, h, w)])  # (1+L, D)
         self.register_buffer("pos_embed", pos.unsqueeze(0))  # (1, 1+L, D)
+        # Persistent, so that an encoder trained with RoPE and one without do not load into
+        # each other silently: the key is missing or unexpected.
+        self.register_buffer("rope_table",
+                             axial_rope(embed_dim // num_heads, h, w) if rope else None)
         rates = torch.linspace(0, drop_path, depth).tolist()  # stochastic depth grows with depth
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, r) for r in rates)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
@@ -203,9 +213,10 @@ class VisionTransformer(nn.Module):
     def forward_features(self, x: torch.Tensor,
                          ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, 1+L_keep, D), normalised; L_keep = L when ids_keep is None."""
+        rope = None if self.rope_table is None else select(self.rope_table, ids_keep)
         x = self.embed(x, ids_keep)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope)
         return self.norm(x)
 
     def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
@@ -216,9 +227,10 @@ class VisionTransformer(nn.Module):
         depth = len(self.blocks)
         wanted = {i % depth for i in indices}
         outs: dict[int, torch.Tensor] = {}
+        rope = None if self.rope_table is None else select(self.rope_table, None)
         x = self.embed(x)
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = block(x, rope)
             if i in wanted:
                 outs[i] = self.norm(x) if i == depth - 1 else x
         return [outs[i % depth][:, self.num_prefix_tokens:] for i in indices]  # each (B, L, D)
@@ -248,4 +260,4 @@ def build_vit(model_cfg, img_size, in_chans: int, num_classes: int = 0,
     return VisionTransformer(
         img_size=img_size, in_chans=in_chans, num_classes=num_classes,
         drop_path=model_cfg.drop_path if drop_path is None else drop_path,
-        global_pool=model_cfg.global_pool, **arch)
+        global_pool=model_cfg.global_pool, rope=model_cfg.rope, **arch)

@@ -20,13 +20,18 @@ IGNORE_INDEX = 255
 
 @register_task("segment")
 class SegmentTask:
-    def __init__(self, num_classes: int, classes: list[str] | None = None, **_):
-        self.K, self.classes = num_classes, classes
+    def __init__(self, num_classes: int, classes: list[str] | None = None,
+                 aux_weight: float = 0.0, **_):
+        self.K, self.classes, self.aux_weight = num_classes, classes, aux_weight
 
     def train_step(self, model, batch):
         imgs, masks = batch[0], batch[1]  # (B, C, H, W), (B, H, W)
-        logits = model(imgs)  # (B, K, H, W)
+        out = model(imgs)  # (B, K, H, W), or with an auxiliary head (logits, aux logits)
+        logits = out[0] if isinstance(out, tuple) else out
         loss = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
+        if isinstance(out, tuple):  # the auxiliary head's loss, weighted (model.seg_aux)
+            loss = loss + self.aux_weight * F.cross_entropy(out[1], masks,
+                                                            ignore_index=IGNORE_INDEX)
         valid = masks != IGNORE_INDEX
         acc = (logits.argmax(1) == masks)[valid].float().mean().item() if valid.any() else 0.0
         return loss, {"pixel_acc": acc}
