@@ -39,11 +39,12 @@ def level_indices(depth: int, levels: int) -> list[int]:
 
 
 class LinearHead(nn.Module):
-    """Segmenter's linear decoder on the last block's (normalised) patch tokens."""
+    """Segmenter's linear decoder on the patch tokens of block `index` (as a main head: the
+    last block, normalised)."""
 
-    def __init__(self, embed_dim: int, num_classes: int, depth: int):
+    def __init__(self, embed_dim: int, num_classes: int, index: int):
         super().__init__()
-        self.indices = [depth - 1]
+        self.indices = [index]
         self.proj = nn.Linear(embed_dim, num_classes)
 
     def forward(self, feats: list[torch.Tensor], hw: tuple[int, int],
@@ -104,7 +105,7 @@ def build_head(name: str, embed_dim: int, num_classes: int, depth: int, patch_si
                in_chans: int) -> nn.Module:
     """'linear' (Segmenter) or 'pup' (SETR-PUP over SETR-MLA levels, with image skips)."""
     if name == "linear":
-        return LinearHead(embed_dim, num_classes, depth)
+        return LinearHead(embed_dim, num_classes, depth - 1)
     if name == "pup":
         return PUPHead(embed_dim, num_classes, depth, patch_size, in_chans)
     raise ValueError(f"model.seg_head: expected 'linear' or 'pup', got {name!r}")

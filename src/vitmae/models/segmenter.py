@@ -46,7 +46,7 @@ def build_segmenter(model_cfg, img_size, in_chans: int, num_classes: int) -> Seg
     head = build_head(model_cfg.seg_head, encoder.embed_dim, num_classes, encoder.depth,
                       encoder.patch_size, in_chans)
     aux = None
-    if model_cfg.seg_aux > 0:
-        aux = LinearHead(encoder.embed_dim, num_classes, encoder.depth)
-        aux.indices = [head.indices[-2] if len(head.indices) > 1 else encoder.depth // 2 - 1]
+    if model_cfg.seg_aux > 0:  # on the head's second-to-last level, else the middle block
+        level = head.indices[-2] if len(head.indices) > 1 else encoder.depth // 2 - 1
+        aux = LinearHead(encoder.embed_dim, num_classes, level)
     return Segmenter(encoder, head, aux)

@@ -27,11 +27,10 @@ class SegmentTask:
     def train_step(self, model, batch):
         imgs, masks = batch[0], batch[1]  # (B, C, H, W), (B, H, W)
         out = model(imgs)  # (B, K, H, W), or with an auxiliary head (logits, aux logits)
-        logits = out[0] if isinstance(out, tuple) else out
+        logits, aux = out if isinstance(out, tuple) else (out, None)
         loss = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
-        if isinstance(out, tuple):  # the auxiliary head's loss, weighted (model.seg_aux)
-            loss = loss + self.aux_weight * F.cross_entropy(out[1], masks,
-                                                            ignore_index=IGNORE_INDEX)
+        if aux is not None:  # the auxiliary head's loss, weighted (model.seg_aux)
+            loss = loss + self.aux_weight * F.cross_entropy(aux, masks, ignore_index=IGNORE_INDEX)
         valid = masks != IGNORE_INDEX
         acc = (logits.argmax(1) == masks)[valid].float().mean().item() if valid.any() else 0.0
         return loss, {"pixel_acc": acc}
