@@ -210,10 +210,15 @@ class VisionTransformer(nn.Module):
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)  # (B,1,D)
         return torch.cat([cls, tokens], dim=1)  # (B, 1+L_keep, D)
 
+    def rope(self, ids_keep: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The RoPE rows of the class token and the kept patches (all when ids_keep is None),
+        (2, B or 1, 1, 1+L_keep, hd); None without RoPE."""
+        return None if self.rope_table is None else select(self.rope_table, ids_keep)
+
     def forward_features(self, x: torch.Tensor,
                          ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, 1+L_keep, D), normalised; L_keep = L when ids_keep is None."""
-        rope = None if self.rope_table is None else select(self.rope_table, ids_keep)
+        rope = self.rope(ids_keep)
         x = self.embed(x, ids_keep)
         for block in self.blocks:
             x = block(x, rope)
@@ -227,7 +232,7 @@ class VisionTransformer(nn.Module):
         depth = len(self.blocks)
         wanted = {i % depth for i in indices}
         outs: dict[int, torch.Tensor] = {}
-        rope = None if self.rope_table is None else select(self.rope_table, None)
+        rope = self.rope()
         x = self.embed(x)
         for i, block in enumerate(self.blocks):
             x = block(x, rope)
