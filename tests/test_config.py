@@ -84,6 +84,9 @@ def test_malformed_override(override):
     (["finetune.head_lr_mult=0"], "finetune.head_lr_mult"),
     (["model.rope=true", "model.embed_dim=24", "model.num_heads=4"], "model.rope"),  # width 6
     (["model.seg_aux=-0.4"], "model.seg_aux"),
+    (["run.shards=0"], "run.shards"),
+    (["run.shards=2", "run.device=cuda"], "run.shards"),
+    (["run.shards=4", "data.batch_size=3"], "run.shards"),
 ])
 def test_bad_values_are_refused_naming_the_key(overrides, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

@@ -30,14 +30,16 @@ class Images(Dataset):
         return self.x[i], int(self.y[i])
 
 
-def _train(micro_vit, path, batch_size: int, accum: int, n: int = 32, val=None, **optim):
+def _train(micro_vit, path, batch_size: int, accum: int, n: int = 32, val=None, shards: int = 1,
+           **optim):
     """Fit a fresh seeded micro classifier; -> (model, metrics)."""
     model = micro_vit(num_classes=4)
     cfg = OptimConfig(epochs=1, lr=1e-3, warmup_epochs=0.5, accum_iter=accum, **optim)
     opt = build_optimizer(param_groups(model, cfg.weight_decay), cfg, cfg.lr)
     path.mkdir()
     metrics = fit(model, build_task("classify", num_classes=4), opt, cfg.lr, cfg, Images(n),
-                  val, DataConfig(batch_size=batch_size), RunConfig(log_interval=1), RunDir(path),
+                  val, DataConfig(batch_size=batch_size), RunConfig(log_interval=1, shards=shards),
+                  RunDir(path),
                   torch.device("cpu"), {}, log=lambda _: None)
     return model, metrics
 

@@ -2,9 +2,10 @@
 
 Like minGPT's trainer it "has nothing to do with" the model: a task supplies the step and the
 evaluator (`vitmae.tasks`). The loop does gradient accumulation, clipping, bf16 autocast on
-CUDA, DDP (`no_sync` between accumulation steps), the lr schedule per iteration (MAE),
-logging to `metrics.jsonl`, verified checkpoints, exact mid-epoch resume, a clean stop on
-SIGTERM / Ctrl-C, and a stop with a clear message when the loss is not finite.
+CUDA, data parallelism over DDP (`no_sync` between accumulation steps) or CPU threads
+(`vitmae.shards`), the lr schedule per iteration (MAE), logging to `metrics.jsonl`, verified
+checkpoints, exact mid-epoch resume, a clean stop on SIGTERM / Ctrl-C, and a stop with a clear
+message when the loss is not finite.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from vitmae.config import DataConfig, OptimConfig, RunConfig
 from vitmae.data.loader import batches_per_epoch, make_loader
 from vitmae.optim import lr_at, set_lr
 from vitmae.runs import RunDir
+from vitmae.shards import ShardedStep
 
 
 class DivergenceError(RuntimeError):
@@ -153,6 +155,13 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if run_cfg.compile:
         train_model = torch.compile(train_model)
+    sharded, threads = None, torch.get_num_threads()
+    if run_cfg.shards > 1:
+        if dist.is_distributed() or device.type != "cpu":
+            raise ValueError(f"run.shards={run_cfg.shards}: sharding is for one process on a "
+                             f"CPU, got {dist.world_size()} processes on {device.type}; "
+                             "set run.shards=1")
+        sharded = ShardedStep(run_cfg.shards)
 
     prog, meter, metrics = Progress(), {}, {}
     if resume is not None:
@@ -209,15 +218,21 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
                 sync = contextlib.nullcontext() if last_micro or not dist.is_distributed() \
                     else train_model.no_sync()
                 with sync:
-                    with autocast(device, run_cfg.amp):
-                        loss, step_metrics = task.train_step(train_model, batch)
-                    loss_value = loss.item()
-                    if not math.isfinite(loss_value):
-                        raise DivergenceError(
-                            f"loss is {loss_value} at step {prog.step} (epoch {prog.epoch}, "
-                            f"batch {prog.batch}), lr {lr:.3g}; last good checkpoint: "
-                            f"{last_ckpt or 'none'}. Lower the lr or raise warmup_epochs.")
-                    (loss / accum).backward()
+                    if sharded is not None:  # forward and backward on CPU threads
+                        loss_value, step_metrics = sharded.step(
+                            task, train_model, batch, 1 / accum,
+                            lambda: autocast(device, run_cfg.amp))
+                    else:
+                        with autocast(device, run_cfg.amp):
+                            loss, step_metrics = task.train_step(train_model, batch)
+                        loss_value = loss.item()
+                        if math.isfinite(loss_value):
+                            (loss / accum).backward()
+                if not math.isfinite(loss_value):
+                    raise DivergenceError(
+                        f"loss is {loss_value} at step {prog.step} (epoch {prog.epoch}, "
+                        f"batch {prog.batch}), lr {lr:.3g}; last good checkpoint: "
+                        f"{last_ckpt or 'none'}. Lower the lr or raise warmup_epochs.")
                 _meter_add(meter, loss=loss_value, n=batch[0].shape[0], **step_metrics)
                 prog.batch += 1
                 if last_micro:
@@ -250,11 +265,15 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
             _report_skipped(train_set, prog, run, log)
             if val_set is not None and (prog.epoch % run_cfg.eval_interval == 0
                                         or prog.epoch == optim_cfg.epochs):
+                torch.set_num_threads(threads)  # the shards' workers set 1
                 metrics = evaluate(model, task, val_set, B, device, data_cfg.num_workers,
                                    run_cfg.amp)
                 run.log({"epoch": prog.epoch, "step": prog.step, "split": "val", **metrics})
                 log(f"epoch {prog.epoch}: " + _summary(metrics))
             checkpoint()
+    if sharded is not None:
+        sharded.close()
+        torch.set_num_threads(threads)
     return metrics
 
 

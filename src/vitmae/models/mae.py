@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vitmae import rng
 from vitmae.models.pos_embed import sincos_2d
 from vitmae.models.vit import Block, VisionTransformer, build_vit, init_weights
 
@@ -60,6 +61,7 @@ def random_masking(B: int, L: int, mask_ratio: float, device=None,
     -> ids_keep (B, L_keep), mask (B, L) with 1 = removed, ids_restore (B, L).
     """
     L_keep = int(L * (1 - mask_ratio))
+    generator = generator or rng.generator()
     gen_device = generator.device if generator is not None else device
     noise = torch.rand(B, L, generator=generator, device=gen_device).to(device)  # (B, L)
     ids_shuffle = noise.argsort(dim=1)  # ascending: small noise is kept

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vitmae import rng
 from vitmae.models.pos_embed import sincos_2d
 from vitmae.models.rope import axial_rope, rotate, select
 
@@ -92,7 +93,8 @@ class DropPath(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0.0 or not self.training:
             return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)  # (B,1,1)
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1))  # (B, 1, 1)
+        keep.bernoulli_(1 - self.p, generator=rng.generator())
         return x * keep.div_(1 - self.p)  # scale the (B, 1, 1) mask, not the activations
 
 
