@@ -10,6 +10,7 @@ object) and appended, with the command line, library versions and date, to `resu
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -99,6 +100,41 @@ def step_figures(times: dict[str, list[float]], flops: float, mm_flops: float,
         "ceiling_gflop_s": mm_flops / med["matmul"] / 1e9,
         "share_of_ceiling": share["median"], "share_p10": share["p10"], "share_p90": share["p90"],
     }
+
+
+def sharded_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
+                 loss: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
+                 batch: list[torch.Tensor], shards: int, threads: int) -> Callable[[], None]:
+    """vitmae's training step with `run.shards`: `loss(model, *shard)` on `shards` threads of one
+    intra-op thread each (`vitmae.shards`), then the optimizer step. Its workers set torch to
+    one thread; the step sets `threads` back so that the contenders timed after it get theirs
+    (the engine does the same before it evaluates)."""
+    from vitmae.shards import ShardedStep
+
+    class Task:  # the engine's task interface: train_step(model, batch) -> (loss, metrics)
+        @staticmethod
+        def train_step(m, shard):
+            return loss(m, *shard), {}
+
+    sharded = ShardedStep(shards)
+
+    def step():
+        sharded.step(Task, model, batch, 1.0, contextlib.nullcontext)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        torch.set_num_threads(threads)
+
+    return step
+
+
+def sharded_figures(times: dict[str, list[float]], batch: int, shards: int) -> dict[str, float]:
+    """The unsharded vitmae step ('vitmae_unsharded') beside the sharded one ('vitmae')."""
+    if shards < 2:
+        return {"shards": 1}
+    unsharded = spread(per_round_ratio(times["vitmae_unsharded"], times["peer"]))
+    return {"shards": shards,
+            "vitmae_unsharded_img_s": batch / statistics.median(times["vitmae_unsharded"]),
+            "unsharded_ratio": unsharded["median"]}
 
 
 def matmul_step(n: int = 2048) -> tuple[Callable[[], object], float]:

@@ -22,6 +22,8 @@ from common import (
     record,
     rounded,
     sdpa_flops,
+    sharded_figures,
+    sharded_step,
     step_figures,
     use_passive_omp,
 )
@@ -64,7 +66,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shards", type=int, default=None,
+                    help="vitmae's run.shards (default: --threads; 1: intra-op threads only)")
     args = ap.parse_args()
+    args.shards = args.threads if args.shards is None else args.shards
     use_passive_omp()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -78,12 +83,19 @@ def main() -> None:
     ours.zero_grad(set_to_none=True)
 
     mm, mm_flops = matmul_step()
-    times = interleave({"vitmae": make_step(ours, x, y), "peer": make_step(peer, x, y),
-                        "matmul": mm}, rounds=args.rounds, warmup=args.warmup)
+    steps = {"vitmae": make_step(ours, x, y)}
+    if args.shards > 1:  # vitmae as the engine runs it with run.shards, and without
+        opt = torch.optim.AdamW(ours.parameters(), lr=LR, weight_decay=WD, fused=True)
+        steps = {"vitmae": sharded_step(ours, opt, lambda m, xs, ys: F.cross_entropy(m(xs), ys),
+                                        [x, y], args.shards, args.threads),
+                 "vitmae_unsharded": make_step(build_vitmae().train(), x, y)}
+    times = interleave({**steps, "peer": make_step(peer, x, y), "matmul": mm},
+                       rounds=args.rounds, warmup=args.warmup)
     result = {
         "bench": "finetune_step",
         "peer": "timm.VisionTransformer",
         **step_figures(times, flops, mm_flops, args.batch),
+        **sharded_figures(times, args.batch, args.shards),
         "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
     }
     record(rounded(result), packages=("timm",))

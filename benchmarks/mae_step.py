@@ -24,6 +24,8 @@ from common import (
     record,
     rounded,
     sdpa_flops,
+    sharded_figures,
+    sharded_step,
     step_figures,
     use_passive_omp,
 )
@@ -89,7 +91,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--shards", type=int, default=None,
+                    help="vitmae's run.shards (default: --threads; 1: intra-op threads only)")
     args = ap.parse_args()
+    args.shards = args.threads if args.shards is None else args.shards
     use_passive_omp()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -100,8 +105,8 @@ def main() -> None:
     ours_opt = build_optimizer(param_groups(ours, WD), OptimConfig(), LR)
     peer_opt = torch.optim.AdamW(peer.parameters(), lr=LR, weight_decay=WD, fused=True)
 
-    def ours_loss(m):
-        return m(x)[0]
+    def ours_loss(m, xs=x):
+        return m(xs)[0]
 
     def peer_loss(m):
         return m(pixel_values=x).loss
@@ -113,13 +118,20 @@ def main() -> None:
     peer.zero_grad(set_to_none=True)
 
     mm, mm_flops = matmul_step()
-    times = interleave({"vitmae": make_step(ours, ours_opt, ours_loss),
-                        "peer": make_step(peer, peer_opt, peer_loss), "matmul": mm},
+    steps = {"vitmae": make_step(ours, ours_opt, ours_loss)}
+    if args.shards > 1:  # vitmae as the engine runs it with run.shards, and without
+        steps = {"vitmae": sharded_step(ours, ours_opt, ours_loss, [x], args.shards,
+                                        args.threads)}
+        plain = build_vitmae().train()
+        plain_opt = build_optimizer(param_groups(plain, WD), OptimConfig(), LR)
+        steps["vitmae_unsharded"] = make_step(plain, plain_opt, ours_loss)
+    times = interleave({**steps, "peer": make_step(peer, peer_opt, peer_loss), "matmul": mm},
                        rounds=args.rounds, warmup=args.warmup)
     result = {
         "bench": "mae_step",
         "peer": "transformers.ViTMAEForPreTraining",
         **step_figures(times, flops, mm_flops, args.batch),
+        **sharded_figures(times, args.batch, args.shards),
         "peer_gflop_per_img": peer_flops / args.batch / 1e9,
         "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
     }

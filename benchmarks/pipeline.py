@@ -2,7 +2,8 @@
 
 Both sides train the CIFAR preset's MAE (ViT-Tiny/4 encoder, 128 x 4 decoder, mask 0.75,
 norm-pix loss) for one epoch over the same first N training images, batch 128, AdamW
-(betas 0.9/0.95, wd 0.05), one loader worker, a log record every few steps, 2 threads:
+(betas 0.9/0.95, wd 0.05), one loader worker, a log record every few steps, 2 threads
+(vitmae: `run.shards=2`, its way of using 2 cores; `--shards 1` for intra-op threads):
 
 * vitmae: the library entry point `run_pretrain` with the `cifar10` preset and overrides
   (data.subset=N, pretrain.epochs=1); it also writes its run folder and a checkpoint.
@@ -42,17 +43,18 @@ from vitmae.data import build_dataset
 BATCH, WORKERS, THREADS = 128, 1, 2
 
 
-def vitmae_config(images: int, out: str, log_every: int):
+def vitmae_config(images: int, out: str, log_every: int, shards: int = 1):
     return load_config("cifar10", [f"data.subset={images}", "pretrain.epochs=1",
                                    f"data.batch_size={BATCH}", f"data.num_workers={WORKERS}",
                                    f"run.threads={THREADS}", f"run.output_dir={out}",
-                                   f"run.log_interval={log_every}", "run.device=cpu"])
+                                   f"run.log_interval={log_every}", "run.device=cpu",
+                                   f"run.shards={shards}"])
 
 
-def run_vitmae(images: int, out: str, log_every: int) -> float:
+def run_vitmae(images: int, out: str, log_every: int, shards: int) -> float:
     """-> wall seconds of `run_pretrain` (one epoch, its run folder and checkpoint)."""
     t0 = time.perf_counter()
-    pretrain_without_evaluation(vitmae_config(images, out, log_every))
+    pretrain_without_evaluation(vitmae_config(images, out, log_every, shards))
     return time.perf_counter() - t0
 
 
@@ -95,6 +97,8 @@ def main() -> None:
                     help="training images per run (10000: the full epoch of the issue)")
     ap.add_argument("--rounds", type=int, default=2, help="runs per side, alternating")
     ap.add_argument("--log-every", type=int, default=5, help="steps between log records")
+    ap.add_argument("--shards", type=int, default=THREADS,
+                    help="vitmae's run.shards (1: intra-op threads only)")
     args = ap.parse_args()
     use_passive_omp()
     if not os.environ.get("VITMAE_DATA"):
@@ -103,7 +107,8 @@ def main() -> None:
     ours, peer = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            ours.append(run_vitmae(args.images, os.path.join(tmp, f"vitmae{r}"), args.log_every))
+            ours.append(run_vitmae(args.images, os.path.join(tmp, f"vitmae{r}"), args.log_every,
+                                   args.shards))
             peer.append(run_hf(args.images, os.path.join(tmp, f"hf{r}"), args.log_every))
     n = args.images // BATCH * BATCH  # both drop the last partial batch
     ratio = spread(per_round_ratio(ours, peer))
@@ -114,6 +119,7 @@ def main() -> None:
         "ratio": ratio["median"], "ratio_min": ratio["p10"], "ratio_max": ratio["p90"],
         "vitmae_wall_s": statistics.median(ours), "peer_wall_s": statistics.median(peer),
         "images": n, "batch": BATCH, "threads": THREADS, "workers": WORKERS,
+        "shards": args.shards,
         "rounds": args.rounds,
     }
     record(rounded(result), packages=("transformers", "accelerate"))
