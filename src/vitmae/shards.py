@@ -5,7 +5,9 @@ intra-op threads: on 2 cores, one thread per copy of the model does more work th
 threads on one (the same finding as 2 processes of 1 thread against 1 of 2, without
 torchrun). So each batch is cut into N contiguous shards, and N worker threads run the task's
 step on one shard each with one intra-op thread (torch releases the GIL inside its kernels).
-The shard losses are weighted by shard size, as one mean over the batch; their gradients come
+The shard losses are weighted by shard size, as one mean over the batch (exactly so when every
+sample weighs the same in the task's loss; with void pixels, each shard's mean over its own
+valid pixels, as DDP averages its ranks' means); their gradients come
 back from `torch.autograd.grad` and are added into `.grad` in shard order, so the result does
 not depend on which thread finishes first. Random draws inside the step come from a generator
 per shard, seeded from torch's default one (`vitmae.rng`): a seeded run repeats exactly, and a
