@@ -32,7 +32,7 @@ import tempfile
 import time
 
 import torch
-from common import pretrain_without_evaluation, record, rounded, use_passive_omp
+from common import pretrain_without_evaluation, record, rounded, sharded_step, use_passive_omp
 
 from vitmae.config import ConfigError, load_config, resolve_preset
 from vitmae.data import build_dataset
@@ -71,13 +71,17 @@ def loader_img_s(dataset, batch: int, workers: int, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def step_fn(cfg, in_chans: int):
-    """One MAE pretraining step of the preset's model on a random batch of its shape."""
+def step_fn(cfg, in_chans: int, shards: int = 1):
+    """One MAE pretraining step of the preset's model on a random batch of its shape (with
+    `shards` > 1: as `run.shards`, the faster consumer on a few cores)."""
     model = build_mae(cfg.model, cfg.data.img_size, in_chans).train()
     o = cfg.pretrain
     opt = build_optimizer(param_groups(model, o.weight_decay), o, 1e-4)
     S = cfg.data.img_size
     x = torch.randn(cfg.data.batch_size, in_chans, S, S)  # (B, C, H, W)
+    if shards > 1:
+        return sharded_step(model, opt, lambda m, xs: m(xs)[0], [x], shards,
+                            torch.get_num_threads())
 
     def step():
         model(x)[0].backward()
@@ -87,12 +91,12 @@ def step_fn(cfg, in_chans: int):
     return step
 
 
-def measure_rates(name: str, batches: int, steps: int, rounds: int) -> dict:
+def measure_rates(name: str, batches: int, steps: int, rounds: int, shards: int = 1) -> dict:
     cfg = config_for(name)
     torch.set_num_threads(cfg.run.threads or 2)
     d = cfg.data
     dataset = build_dataset(d, d.train_split, train=True)
-    step = step_fn(cfg, dataset.in_chans)
+    step = step_fn(cfg, dataset.in_chans, shards)
     step()  # warm-up
     delivered, consumed = [], []
     for _ in range(rounds):
@@ -105,7 +109,7 @@ def measure_rates(name: str, batches: int, steps: int, rounds: int) -> dict:
             "step_img_s": statistics.median(consumed),
             "ratio": statistics.median(a / b for a, b in zip(delivered, consumed, strict=True)),
             "batch": d.batch_size, "workers": d.num_workers, "img_size": d.img_size,
-            "arch": cfg.model.arch}
+            "arch": cfg.model.arch, "shards": shards}
 
 
 def peak_memory(name: str) -> dict:
@@ -153,6 +157,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=10, help="loader batches timed per pass")
     ap.add_argument("--steps", type=int, default=2, help="training steps timed per round")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--shards", type=int, default=1,
+                    help="time the step as run.shards=N (the consumer on N cores)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -165,7 +171,8 @@ def main() -> None:
     result: dict = {"bench": "loaders"}
     for name in args.only:
         try:
-            figures = {**measure_rates(name, args.batches, args.steps, args.rounds),
+            figures = {**measure_rates(name, args.batches, args.steps, args.rounds,
+                                       args.shards),
                        **peak_memory(name)}
         except (FileNotFoundError, ValueError) as e:  # data set missing or not registered
             print(f"{name}: skipped ({e})", file=sys.stderr)
