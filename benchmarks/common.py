@@ -104,11 +104,9 @@ def step_figures(times: dict[str, list[float]], flops: float, mm_flops: float,
 
 def sharded_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
                  loss: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
-                 batch: list[torch.Tensor], shards: int, threads: int) -> Callable[[], None]:
+                 batch: list[torch.Tensor], shards: int) -> Callable[[], None]:
     """vitmae's training step with `run.shards`: `loss(model, *shard)` on `shards` threads of one
-    intra-op thread each (`vitmae.shards`), then the optimizer step. Its workers set torch to
-    one thread; the step sets `threads` back so that the contenders timed after it get theirs
-    (the engine does the same before it evaluates)."""
+    intra-op thread each (`vitmae.shards`), then the optimizer step."""
     from vitmae.shards import ShardedStep
 
     class Task:  # the engine's task interface: train_step(model, batch) -> (loss, metrics)
@@ -122,7 +120,6 @@ def sharded_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
         sharded.step(Task, model, batch, 1.0, contextlib.nullcontext)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        torch.set_num_threads(threads)
 
     return step
 

@@ -83,12 +83,13 @@ def main() -> None:
     ours.zero_grad(set_to_none=True)
 
     mm, mm_flops = matmul_step()
-    steps = {"vitmae": make_step(ours, x, y)}
     if args.shards > 1:  # vitmae as the engine runs it with run.shards, and without
         opt = torch.optim.AdamW(ours.parameters(), lr=LR, weight_decay=WD, fused=True)
         steps = {"vitmae": sharded_step(ours, opt, lambda m, xs, ys: F.cross_entropy(m(xs), ys),
-                                        [x, y], args.shards, args.threads),
+                                        [x, y], args.shards),
                  "vitmae_unsharded": make_step(build_vitmae().train(), x, y)}
+    else:
+        steps = {"vitmae": make_step(ours, x, y)}
     times = interleave({**steps, "peer": make_step(peer, x, y), "matmul": mm},
                        rounds=args.rounds, warmup=args.warmup)
     result = {

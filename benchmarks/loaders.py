@@ -80,8 +80,7 @@ def step_fn(cfg, in_chans: int, shards: int = 1):
     S = cfg.data.img_size
     x = torch.randn(cfg.data.batch_size, in_chans, S, S)  # (B, C, H, W)
     if shards > 1:
-        return sharded_step(model, opt, lambda m, xs: m(xs)[0], [x], shards,
-                            torch.get_num_threads())
+        return sharded_step(model, opt, lambda m, xs: m(xs)[0], [x], shards)
 
     def step():
         model(x)[0].backward()

@@ -118,13 +118,13 @@ def main() -> None:
     peer.zero_grad(set_to_none=True)
 
     mm, mm_flops = matmul_step()
-    steps = {"vitmae": make_step(ours, ours_opt, ours_loss)}
     if args.shards > 1:  # vitmae as the engine runs it with run.shards, and without
-        steps = {"vitmae": sharded_step(ours, ours_opt, ours_loss, [x], args.shards,
-                                        args.threads)}
         plain = build_vitmae().train()
         plain_opt = build_optimizer(param_groups(plain, WD), OptimConfig(), LR)
-        steps["vitmae_unsharded"] = make_step(plain, plain_opt, ours_loss)
+        steps = {"vitmae": sharded_step(ours, ours_opt, ours_loss, [x], args.shards),
+                 "vitmae_unsharded": make_step(plain, plain_opt, ours_loss)}
+    else:
+        steps = {"vitmae": make_step(ours, ours_opt, ours_loss)}
     times = interleave({**steps, "peer": make_step(peer, peer_opt, peer_loss), "matmul": mm},
                        rounds=args.rounds, warmup=args.warmup)
     result = {

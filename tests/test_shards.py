@@ -102,7 +102,7 @@ def test_fit_with_two_shards_trains_as_one_process(micro_vit, tmp_path):
     threads = torch.get_num_threads()
     one, m1 = _train(micro_vit, tmp_path / "one", batch_size=8, accum=2, n=48, val=None)
     two, m2 = _train(micro_vit, tmp_path / "two", batch_size=8, accum=2, n=48, val=None, shards=2)
-    assert torch.get_num_threads() == threads  # restored after the workers set 1
+    assert torch.get_num_threads() == threads  # the workers' 1 is theirs alone
     start = micro_vit(num_classes=4)
     assert not torch.equal(one.head.weight, start.head.weight)
     for (name, p), q in zip(one.named_parameters(), two.parameters(), strict=True):

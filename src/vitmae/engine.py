@@ -155,7 +155,7 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if run_cfg.compile:
         train_model = torch.compile(train_model)
-    sharded, threads = None, torch.get_num_threads()
+    sharded = None
     if run_cfg.shards > 1:
         if dist.is_distributed() or device.type != "cpu":
             raise ValueError(f"run.shards={run_cfg.shards}: sharding is for one process on a "
@@ -265,7 +265,6 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
             _report_skipped(train_set, prog, run, log)
             if val_set is not None and (prog.epoch % run_cfg.eval_interval == 0
                                         or prog.epoch == optim_cfg.epochs):
-                torch.set_num_threads(threads)  # the shards' workers set 1
                 metrics = evaluate(model, task, val_set, B, device, data_cfg.num_workers,
                                    run_cfg.amp)
                 run.log({"epoch": prog.epoch, "step": prog.step, "split": "val", **metrics})
@@ -273,7 +272,6 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
             checkpoint()
     if sharded is not None:
         sharded.close()
-        torch.set_num_threads(threads)
     return metrics
 
 

@@ -54,7 +54,7 @@ class ShardedStep:
         shards = split_batch(batch, self.n)
 
         def run(shard: list[torch.Tensor], seed: int):
-            torch.set_num_threads(1)  # this thread's intra-op threads (and MKL's)
+            torch.set_num_threads(1)  # this worker's only: the caller keeps its own
             weight = shard[0].shape[0] / B
             with rng.use(torch.Generator().manual_seed(seed)), context():
                 loss, metrics = task.train_step(model, shard)
@@ -62,16 +62,18 @@ class ShardedStep:
             return weight, loss.item(), metrics, grads
 
         results = list(self.pool.map(run, shards, seeds))  # in shard order
-        for i, p in enumerate(params):
-            grads = [r[3][i] for r in results if r[3][i] is not None]
-            if grads:
-                total = grads[0]
-                for g in grads[1:]:
+        weights, losses, metrics, grads = zip(*results, strict=True)
+        for p, shard_grads in zip(params, zip(*grads, strict=True), strict=True):
+            present = [g for g in shard_grads if g is not None]
+            if present:
+                total = present[0]
+                for g in present[1:]:
                     total = total + g  # out of place: never write into autograd's outputs
                 p.grad = total if p.grad is None else p.grad.add_(total)
-        loss = sum(w * v for w, v, _, _ in results)
-        metrics = {k: sum(w * m[k] for w, _, m, _ in results) for k in results[0][2]}
-        return loss, metrics
+        loss = sum(w * v for w, v in zip(weights, losses, strict=True))
+        means = {k: sum(w * m[k] for w, m in zip(weights, metrics, strict=True))
+                 for k in metrics[0]}
+        return loss, means
 
     def close(self) -> None:
         self.pool.shutdown()
