@@ -95,7 +95,9 @@ class PUPHead(nn.Module):
             x = F.interpolate(x, scale_factor=2, mode="bilinear",
                               align_corners=False)  # (B, c_i, 2^i h, 2^i w)
             pixels = F.adaptive_avg_pool2d(imgs, x.shape[-2:])  # (B, C, 2^i h, 2^i w)
-            x = stage(torch.cat([x, pixels], dim=1))  # (B, c_i + C, ..) -> (B, c_{i+1}, ..)
+            # back to channels-last: the concatenation with the (NCHW) image comes out NCHW
+            x = torch.cat([x, pixels], dim=1).contiguous(memory_format=torch.channels_last)
+            x = stage(x)  # (B, c_i + C, 2^i h, 2^i w) -> (B, c_{i+1}, 2^i h, 2^i w)
         logits = F.interpolate(self.classifier(x), size=imgs.shape[-2:], mode="bilinear",
                                align_corners=False)  # (B, K, H/2, W/2) -> (B, K, H, W)
         return logits + self.pixel(imgs.movedim(1, -1)).movedim(-1, 1)  # (B, K, H, W)
