@@ -11,7 +11,8 @@ from PIL import Image
 
 from vitmae.config import DataConfig
 from vitmae.data import build_dataset
-from vitmae.data.voc import CLASSES, VOC_DIR, read_mask
+from vitmae.data.checks import BadImageError
+from vitmae.data.voc import CLASSES, VOC_DIR, read_image, read_mask
 from vitmae.seg_visualize import save_palette_png, voc_palette
 
 SIZES = {"2007_000001": (30, 40), "2007_000002": (36, 28), "2007_000003": (24, 24),
@@ -65,6 +66,30 @@ def test_palette_png_round_trip_and_colours(tmp_path):
     pal = voc_palette()
     assert pal[1].tolist() == [128, 0, 0] and pal[15].tolist() == [192, 128, 128]
     assert pal[255].tolist() == [224, 224, 192]  # void: VOC's cream border colour
+
+
+def test_read_image_gives_pillows_rgb_pixels_for_any_photo(tmp_path):
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "rgb.jpg", quality=90)
+    Image.fromarray(photo[..., 0]).save(tmp_path / "grey.jpg", quality=90)
+    Image.fromarray(photo).save(tmp_path / "png_named.jpg", format="PNG")  # not a JPEG inside
+    for name in ("rgb.jpg", "grey.jpg", "png_named.jpg"):
+        img = read_image(tmp_path / name)
+        with Image.open(tmp_path / name) as im:
+            want = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+        assert img.shape == (3, 20, 30) and img.dtype == torch.uint8, name
+        assert torch.equal(img, want), name
+    lossless = read_image(tmp_path / "png_named.jpg")
+    assert torch.equal(lossless, torch.from_numpy(photo).permute(2, 0, 1))
+
+
+def test_a_truncated_photo_raises_naming_it(tmp_path):
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "ok.jpg")
+    data = (tmp_path / "ok.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadImageError, match="cut.jpg"):
+        read_image(tmp_path / "cut.jpg")
 
 
 def test_segmentation_training_items(voc_root):

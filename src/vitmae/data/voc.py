@@ -28,6 +28,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from vitmae.config import DataConfig
+from vitmae.data.checks import open_image
 from vitmae.data.joint_transforms import (
     eval_image_transform,
     pad_mask,
@@ -66,10 +67,10 @@ def check_files(ids: list[str], folder: Path, suffix: str, split: str) -> None:
 
 
 def read_image(path: Path) -> tv_tensors.Image:
-    """A photo -> (3, H0, W0) uint8."""
-    with Image.open(path) as im:
-        return tv_tensors.Image(torch.from_numpy(np.asarray(im.convert("RGB")).copy()
-                                                 ).permute(2, 0, 1))  # (H0, W0, 3) -> (3, ..)
+    """A photo -> (3, H0, W0) uint8; grey, CMYK or palette photos are converted, and one that
+    cannot be decoded (truncated, not an image) raises BadImageError naming the file."""
+    rgb = np.asarray(open_image(path, "RGB"))  # (H0, W0, 3)
+    return tv_tensors.Image(torch.from_numpy(rgb.copy()).permute(2, 0, 1))
 
 
 def read_mask(path: Path) -> Tensor:
