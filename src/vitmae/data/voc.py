@@ -69,8 +69,7 @@ def check_files(ids: list[str], folder: Path, suffix: str, split: str) -> None:
 def read_image(path: Path) -> tv_tensors.Image:
     """A photo -> (3, H0, W0) uint8; grey, CMYK or palette photos are converted, and one that
     cannot be decoded (truncated, not an image) raises BadImageError naming the file."""
-    rgb = np.asarray(open_image(path, "RGB"))  # (H0, W0, 3)
-    return tv_tensors.Image(torch.from_numpy(rgb.copy()).permute(2, 0, 1))
+    return v2.functional.to_image(open_image(path, "RGB"))
 
 
 def read_mask(path: Path) -> Tensor:
