@@ -35,6 +35,18 @@ def test_pup_convolutions_run_channels_last(in_chans):
     assert len(seen) == len(convs) > 3 and all(seen)
 
 
+def test_gradients_come_in_their_parameters_layout():
+    # DDP's gradient buckets take each parameter's strides: a channels-last gradient of an
+    # NCHW-laid weight makes it warn on every rank ("Grad strides do not match bucket view
+    # strides") and copy, so the head's weights are laid channels-last like their inputs.
+    # Which layout a convolution's weight gradient takes depends on the batch and the thread
+    # count: at 16 images and one thread the 1x1 classifier's came out channels-last
+    model = build_segmenter(ModelConfig(seg_head="pup", patch_size=8, **MICRO), 32, 1, 5)
+    model(torch.randn(16, 1, 32, 32)).sum().backward()
+    odd = [n for n, p in model.named_parameters() if p.grad.stride() != p.stride()]
+    assert not odd
+
+
 def test_level_indices_are_evenly_spaced_and_end_at_the_last_block():
     assert level_indices(12, 4) == [2, 5, 8, 11]
     assert level_indices(24, 4) == [5, 11, 17, 23]

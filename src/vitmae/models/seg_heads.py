@@ -82,6 +82,10 @@ class PUPHead(nn.Module):
                                     for a, b in zip(widths, widths[1:], strict=False))
         self.classifier = nn.Conv2d(widths[-1], num_classes, 1)
         self.pixel = nn.Linear(in_chans, num_classes)  # where: per-pixel evidence
+        # the convolution weights channels-last like their inputs, so that their gradients come
+        # out in the weights' own layout: DDP's gradient buckets take the weights' strides and
+        # warn on every rank (and copy) when a gradient's differ
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, feats: list[torch.Tensor], hw: tuple[int, int],
                 imgs: torch.Tensor) -> torch.Tensor:
