@@ -87,4 +87,27 @@ def test_digit_reading_scores_each_digit_by_its_majority_label():
     pred[5:, :] = 2  # digit 1 (a 7, label 8) read as a 1 everywhere
     rows = [[0, 20, 0, 0], [1, 33, 5, 0], [2, 25, 7, 0]]  # (index, size, top, left)
     labels = torch.tensor([3, 7, 5])
-    assert digit_reading(pred, owner, rows, labels) == [(20, True, 0.75), (33, False, 1.0)]
+    assert digit_reading(pred, owner, rows, labels) == [(0, 20, True, 0.75), (1, 33, False, 1.0)]
+
+
+def test_crowding_tells_alone_crowded_and_hidden_digits():
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from vitmae.data.mnist_seg import MnistSegmentation
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from seg_digits import crowding
+
+    digits = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    digits[:, 4:24, 4:24] = 255  # a 20 x 20 square of strokes in each
+    layout = np.array([
+        [[0, 28, 0, 0], [1, 28, 4, 4]],  # the second covers 16 x 16 of the first's 20 x 20
+        [[0, 28, 0, 0], [1, 28, 4, 36]],  # side by side, boxes apart
+        [[0, 28, 0, 0], [1, 28, 0, 24]],  # boxes overlap on blank margins only
+    ])
+    ds = MnistSegmentation(digits, torch.tensor([1, 2]), layout, canvas=64, threshold=128)
+    kinds = [crowding(ds, i, ds.draw(i)[2]) for i in range(3)]
+    assert kinds == [["hidden>=10%", "crowded"], ["alone", "alone"], ["alone", "alone"]]
