@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from vitmae.config import ModelConfig
 from vitmae.models.mae import random_masking
-from vitmae.models.vit import VARIANTS, resolve_arch
+from vitmae.models.vit import VARIANTS, arch_name, resolve_arch
 
 SMALL = [n for n, a in VARIANTS.items() if a["embed_dim"] <= 128]  # cheap to build on a CPU
 
@@ -98,6 +98,13 @@ def test_variant_sizes_are_consistent(name):
 def test_resolve_arch_applies_overrides():
     arch = resolve_arch(ModelConfig(arch="vit_base_patch16", depth=3, num_heads=4))
     assert arch == dict(patch_size=16, embed_dim=768, depth=3, num_heads=4)
+
+
+def test_arch_name_lists_the_sizes_overrides_change():
+    assert arch_name(ModelConfig(arch="vit_mini_patch8")) == "vit_mini_patch8"
+    assert arch_name(ModelConfig(arch="vit_mini_patch8", depth=6)) == "vit_mini_patch8"
+    assert (arch_name(ModelConfig(arch="vit_mini_patch8", patch_size=4, embed_dim=64))
+            == "vit_mini_patch8 (patch_size=4, embed_dim=64)")
 
 
 @pytest.mark.parametrize("name", SMALL)

@@ -19,6 +19,7 @@ from vitmae.data import build_dataset
 from vitmae.engine import fit
 from vitmae.models import build_finetune_model, build_mae
 from vitmae.models.encoder_weights import load_encoder
+from vitmae.models.vit import arch_name
 from vitmae.optim import base_lr, build_optimizer, is_head, param_groups
 from vitmae.runs import RunDir
 from vitmae.tasks import build_task
@@ -74,7 +75,7 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     lr = base_lr(o, cfg.data.batch_size * o.accum_iter * dist.world_size())
     optimizer = build_optimizer(param_groups(model, o.weight_decay), o, lr)
     run, ckpt = open_run(cfg, "pretrain", resume, log)
-    log(f"pretraining {cfg.model.arch} on {cfg.data.dataset} ({len(p.train_set)} images) "
+    log(f"pretraining {arch_name(cfg.model)} on {cfg.data.dataset} ({len(p.train_set)} images) "
         f"for {o.epochs} epochs, lr {lr:.3g}; run folder {run.path}")
     fit(model, build_task("pretrain", eval_seed=cfg.run.seed), optimizer, lr, o, p.train_set,
         p.val_set, cfg.data, cfg.run, run, p.device, to_dict(cfg), resume=ckpt, log=log)
@@ -106,7 +107,7 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
                       label_smoothing=f.label_smoothing, aux_weight=cfg.model.seg_aux)
     run, ckpt = open_run(cfg, "finetune", resume, log)
     source = f"from {f.pretrained}" if f.pretrained else "from scratch"
-    log(f"fine-tuning {cfg.model.arch} for {cfg.task} on {cfg.data.dataset} "
+    log(f"fine-tuning {arch_name(cfg.model)} for {cfg.task} on {cfg.data.dataset} "
         f"({len(ds)} images) {source} for {f.epochs} epochs, lr {lr:.3g}; run folder {run.path}")
     fit(model, task, optimizer, lr, f, p.train_set, p.val_set, cfg.data, cfg.run, run,
         p.device, to_dict(cfg), resume=ckpt, log=log)

@@ -48,6 +48,14 @@ def resolve_arch(model_cfg) -> dict[str, int]:
     return arch
 
 
+def arch_name(model_cfg) -> str:
+    """The variant's name, followed by the sizes that overrides change in it (for logs):
+    'vit_mini_patch8' or 'vit_mini_patch8 (patch_size=4, embed_dim=64, num_heads=2)'."""
+    arch, base = resolve_arch(model_cfg), VARIANTS[model_cfg.arch]
+    changed = [f"{k}={v}" for k, v in arch.items() if base[k] != v]
+    return f"{model_cfg.arch} ({', '.join(changed)})" if changed else model_cfg.arch
+
+
 def _pair(x: int | Sequence[int]) -> tuple[int, int]:
     return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
 
