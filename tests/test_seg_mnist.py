@@ -1,12 +1,17 @@
 """MNIST segmentation sets on a tiny fake MNIST: deterministic, and labels match pixels."""
 
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from test_data_mnist import N_TEST, N_TRAIN, write_mnist
 
 from vitmae.config import DataConfig
 from vitmae.data import build_dataset
-from vitmae.data.mnist_seg import CLASSES, scale_digit
+from vitmae.data.mnist_seg import CLASSES, MnistSegmentation, scale_digit
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +76,14 @@ def test_bad_split_and_digit_count_raise(mnist_root):
         build_dataset(cfg(root, seg_digits=0), "train", True)
 
 
-def test_digit_reading_scores_each_digit_by_its_majority_label():
-    import sys
-    from pathlib import Path
-
+@pytest.fixture(scope="module")
+def seg_digits():
+    """benchmarks/seg_digits.py as a module (the benchmarks folder is not a package)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from seg_digits import digit_reading
+    return importlib.import_module("seg_digits")
 
+
+def test_digit_reading_scores_each_digit_by_its_majority_label(seg_digits):
     owner = torch.full((8, 8), -1)
     owner[:4, :6], owner[5:, :] = 0, 1  # digit 0: 24 pixels, digit 1: 24 pixels
     owner[7, :3] = 2  # digit 2: 3 visible pixels, too few to judge
@@ -87,20 +93,11 @@ def test_digit_reading_scores_each_digit_by_its_majority_label():
     pred[5:, :] = 2  # digit 1 (a 7, label 8) read as a 1 everywhere
     rows = [[0, 20, 0, 0], [1, 33, 5, 0], [2, 25, 7, 0]]  # (index, size, top, left)
     labels = torch.tensor([3, 7, 5])
-    assert digit_reading(pred, owner, rows, labels) == [(0, 20, True, 0.75), (1, 33, False, 1.0)]
+    assert (seg_digits.digit_reading(pred, owner, rows, labels)
+            == [(0, 20, True, 0.75), (1, 33, False, 1.0)])
 
 
-def test_crowding_tells_alone_crowded_and_hidden_digits():
-    import sys
-    from pathlib import Path
-
-    import numpy as np
-
-    from vitmae.data.mnist_seg import MnistSegmentation
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from seg_digits import crowding
-
+def test_crowding_tells_alone_crowded_and_hidden_digits(seg_digits):
     digits = torch.zeros(2, 28, 28, dtype=torch.uint8)
     digits[:, 4:24, 4:24] = 255  # a 20 x 20 square of strokes in each
     layout = np.array([
@@ -109,5 +106,5 @@ def test_crowding_tells_alone_crowded_and_hidden_digits():
         [[0, 28, 0, 0], [1, 28, 0, 24]],  # boxes overlap on blank margins only
     ])
     ds = MnistSegmentation(digits, torch.tensor([1, 2]), layout, canvas=64, threshold=128)
-    kinds = [crowding(ds, i, ds.draw(i)[2]) for i in range(3)]
+    kinds = [seg_digits.crowding(ds, i, ds.draw(i)[2]) for i in range(3)]
     assert kinds == [["hidden>=10%", "crowded"], ["alone", "alone"], ["alone", "alone"]]
