@@ -4,7 +4,12 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from vitmae.data.joint_transforms import VOID, eval_image_transform, train_joint_transform
+from vitmae.data.joint_transforms import (
+    VOID,
+    crop_window,
+    eval_image_transform,
+    train_joint_transform,
+)
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 STEP = 40  # class c is drawn with intensity STEP * c; void with VOID_LEVEL; padding is 0
@@ -67,6 +72,30 @@ def test_padding_is_void_in_the_mask_and_zero_in_the_image():
         assert (out_mask[padded] == VOID).all()
         n_padded += int(padded.any())
     assert n_padded > 0  # a scale below 1 leaves the image smaller than the crop
+
+
+def test_crop_window_stays_inside_the_photo_and_the_crop():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(500):
+        n0 = int(torch.randint(8, 400, (), generator=g))
+        size = int(torch.randint(8, 200, (), generator=g))
+        f = float(torch.empty(()).uniform_(0.2, 3.0, generator=g))
+        a, b, n, o = crop_window(n0, f, size)
+        assert 0 <= a < b <= n0 and 1 <= n <= size and 0 <= o <= size - n
+        scaled = max(1, round(n0 * f))
+        if scaled <= size:  # the whole axis, at its scaled length, somewhere in the crop
+            assert (a, b, n) == (0, n0, scaled)
+        else:  # a span that fills the crop at the drawn scale, to within a source pixel
+            assert (n, o) == (size, 0)
+            assert abs((b - a) * f - size) <= 2 * f + 1
+
+
+def test_crop_window_reaches_both_ends():
+    torch.manual_seed(0)
+    starts = {crop_window(100, 2.0, 50)[0] for _ in range(400)}  # 200 scaled, crop 50
+    offsets = {crop_window(20, 1.0, 50)[3] for _ in range(400)}  # 20 long, crop 50
+    assert min(starts) == 0 and max(starts) >= 74  # the last crop starts at 150 / 2 = 75
+    assert min(offsets) == 0 and max(offsets) == 30
 
 
 def test_eval_transform_resizes_the_image_only():

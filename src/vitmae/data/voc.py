@@ -138,8 +138,7 @@ class VOCSegmentation(VOCBase):
             raise ValueError(f"VOC {id_}: photo {tuple(img.shape[-2:])} and mask "
                              f"{tuple(mask.shape)} differ in size")
         if self.train:
-            img, mask = self.joint(img, tv_tensors.Mask(mask))
-            return img.as_subclass(Tensor), mask.as_subclass(Tensor)  # (3, S, S), (S, S)
+            return self.joint(img, mask)  # (3, S, S), (S, S)
         size = torch.tensor(mask.shape)  # (2,) original (H0, W0)
         return (self.image_transform(img).as_subclass(Tensor),
                 pad_mask(mask.long(), self.pad_to), size)
