@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from vitmae import distributed as dist
+from vitmae.allocator import keep_freed_memory
 from vitmae.checkpoint import CheckpointError, latest_good_checkpoint, read_weights
 from vitmae.config import Config, to_dict
 from vitmae.data import build_dataset
@@ -33,8 +34,10 @@ class Prepared:
 
 
 def setup(cfg: Config) -> torch.device:
-    """Process group, device, threads and seeds (seed + rank, as nanoGPT)."""
+    """Process group, device, threads, the allocator and seeds (seed + rank, as nanoGPT)."""
     device = dist.init_distributed(cfg.run.device)
+    if cfg.run.keep_freed_memory:
+        keep_freed_memory()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     torch.manual_seed(cfg.run.seed + dist.rank())
