@@ -6,7 +6,7 @@ training step frees and reallocates hundreds of MB of activations, so every step
 back in page by page: 0.12-0.16 s of system time per second of a one-thread MAE step, 14% of
 the CPU time of one-thread `voc_seg` fine-tuning (see `benchmarks/RESULTS.md`). With no trim
 and no mappings, the freed blocks stay in the heap for the next step, as preloading jemalloc or
-tcmalloc (PyTorch's CPU performance advice) would do. Measured there: 12-15% more img/s for
+tcmalloc (PyTorch's CPU performance advice) would do. Measured there: 12-21% more img/s for
 one-thread `voc_seg` fine-tuning at 10% more peak memory; nothing measurable with `run.shards`
 or two intra-op threads. Other C libraries are left as they are.
 """

@@ -105,7 +105,7 @@ class RunConfig:
     shards: int = 1
     compile: bool = False  # torch.compile the model (GPU)
     # glibc: keep freed memory in the process instead of faulting a step's activations in
-    # again every step (vitmae.allocator: one-thread voc_seg fine-tuning 12-15% faster, at
+    # again every step (vitmae.allocator: one-thread voc_seg fine-tuning 12-21% faster, at
     # 10% more peak memory). false: glibc's own behaviour
     keep_freed_memory: bool = True
 
