@@ -13,7 +13,9 @@ norm-pix loss) for one epoch over the same first N training images, batch 128, A
 The runs alternate (vitmae, HF, vitmae, ...) and each is timed from the call to its return,
 so data loading, augmentation, steps, logging and start-up are all inside. vitmae's
 entry point ends an epoch with an evaluation on the test split; the HF run has none, so the
-benchmark makes it a no-op (`common.pretrain_without_evaluation`).
+benchmark makes it a no-op (`common.pretrain_without_evaluation`). vitmae's
+`run.keep_freed_memory` (glibc's allocator, process-wide) is set by its first run, so every
+HF run trains under it too: the two sides differ in their code, not in their allocator.
 
     VITMAE_DATA=<data root> PYTHONPATH=src python benchmarks/pipeline.py [--images 1280]
 """
