@@ -11,16 +11,15 @@ from vitmae import allocator
 
 PAGE, BLOCK, BLOCKS, LARGE = 4096, 8 * 2**20, 10, 64 * 2**20
 
-# A child process, so the allocator starts from glibc's defaults: five rounds of allocating
+# A child process, so the setting starts from glibc's defaults: five rounds of allocating
 # ten 8 MB blocks and one of 64 MB (over glibc's largest mmap threshold), touching every page
 # and freeing them all (as a step's activations); the fewest minor page faults of rounds 3-5
 # are printed (the kernel may fault pages in on its own now and then; glibc's defaults fault
 # in every round).
 CHILD = f"""
-import resource, sys, torch
-if sys.argv[1] == "keep":
-    from vitmae.allocator import keep_freed_memory
-    assert keep_freed_memory()
+import resource, torch
+from vitmae.allocator import keep_freed_memory
+assert keep_freed_memory()
 def step():
     blocks = [torch.empty({BLOCK}, dtype=torch.uint8) for _ in range({BLOCKS})]
     blocks.append(torch.empty({LARGE}, dtype=torch.uint8))
@@ -36,20 +35,13 @@ for _ in range(3):
 print(min(faults))
 """
 
-glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                           reason="the setting is glibc's (Linux)")
 
-
-def steady_faults(mode: str, env: dict) -> int:
-    out = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True,
-                         env=env, timeout=120, check=True)
-    return int(out.stdout.split()[-1])
-
-
-@glibc
+@pytest.mark.skipif(not allocator.has_glibc(), reason="the setting is glibc's (Linux)")
 def test_freed_blocks_are_reused_without_page_faults(subprocess_env):
     pages = (BLOCKS * BLOCK + LARGE) // PAGE
-    kept = steady_faults("keep", subprocess_env)
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True,
+                         env=subprocess_env, timeout=120, check=True)
+    kept = int(out.stdout.split()[-1])
     # with glibc's defaults (glibc 2.36, one OpenMP thread as here) the same child faulted in
     # at least the 64 MB block's 16,384 pages in every round (mapped afresh each time), and
     # in some rounds the trimmed 80 MB as well

@@ -21,11 +21,16 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt parameters, <malloc.h>
 TRIM_THRESHOLD = 2**31 - 1  # bytes free at a heap's top before it is trimmed (int max)
 
 
+def has_glibc() -> bool:
+    """Whether this process runs on glibc (Linux), whose malloc `mallopt` tunes."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def keep_freed_memory() -> bool:
     """Stop glibc from trimming its heaps and from mapping large blocks, for this process
     (and the workers it forks later) -> whether it was set; False without glibc (macOS,
     Windows, musl)."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not has_glibc():
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     trim = libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
