@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from vitmae.variants import FROM_WEIGHTS, SIZE_KEYS, resolve_sizes
+
 PRESET_DIR = Path(__file__).parent / "configs"
 TASKS = ("classify", "segment", "multilabel")
 
@@ -29,13 +31,23 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    arch: str = "vit_micro_patch4"  # a name from vitmae.models.vit.VARIANTS
+    # a name from vitmae.models.vit.VARIANTS, or "from_weights": every size and layout option
+    # taken from finetune.pretrained (or pretrain.init)
+    arch: str = "vit_micro_patch4"
     patch_size: int | None = None  # None: the variant's own
     embed_dim: int | None = None  # None: the variant's own (also depth, num_heads)
     depth: int | None = None
     num_heads: int | None = None
     drop_path: float = 0.1  # stochastic depth for fine-tuning (MAE: 0.1 for ViT-B)
     global_pool: str = "avg"  # "avg" (MAE fine-tuning default) or "token"
+    # Layout options that public weights may differ in (timm / HuggingFace names); an
+    # imported file sets them with model.arch=from_weights.
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    norm_eps: float = 1.0e-6  # timm and MAE; HuggingFace's ViTs use 1e-12
+    class_token: bool = True
+    pos_embed: str = "sincos"  # "sincos": fixed (MAE); "learned": trained, from sin-cos or a file
+    fc_norm: bool = False  # timm's avg-pool layout: LayerNorm after pooling, none before
     # MAE decoder: light, as in He et al. (512-d, 8 blocks for ViT-B); smaller for CPU variants.
     decoder_embed_dim: int = 128
     decoder_depth: int = 2
@@ -62,6 +74,10 @@ class DataConfig:
     seg_digits: int = 3  # mnist_seg composite: at most this many digits per canvas
     seg_threshold: int = 128  # mnist_seg: a pixel above this intensity (0-255) is the digit
     seed: int = 0  # seed of generated data sets (mnist_seg canvases, digits split)
+    # Per-channel normalisation; None: the data set's own, or the pretrained weights' (the
+    # runner sets them from the file and the run's config.yaml records them)
+    mean: list[float] | None = None
+    std: list[float] | None = None
 
 
 @dataclass
@@ -82,8 +98,17 @@ class OptimConfig:
 
 
 @dataclass
+class PretrainConfig(OptimConfig):
+    # Weights to start the MAE from (any format of vitmae.weights): the encoder's, and the
+    # decoder's when the file has one (an official MAE _full checkpoint, a vitmae MAE run)
+    init: str | None = None
+
+
+@dataclass
 class FinetuneConfig(OptimConfig):
-    pretrained: str | None = None  # MAE checkpoint (file or run folder); None: from scratch
+    # weights to start from: a vitmae run or checkpoint, a timm, official MAE or HuggingFace
+    # file or folder (vitmae.weights detects which); None: from scratch
+    pretrained: str | None = None
     linear_probe: bool = False  # freeze the encoder, train the head only
     head_lr_mult: float = 1.0  # lr multiplier of the task head (mmsegmentation's decode heads: 10)
 
@@ -115,7 +140,8 @@ class Config:
     task: str = "classify"  # fine-tuning task: classify | segment | multilabel
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    pretrain: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=20, blr=1.5e-4))
+    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(epochs=20,
+                                                                            blr=1.5e-4))
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -149,6 +175,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             except ConfigError:
                 pass
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, list | tuple) or len(value) != len(args):
@@ -257,15 +288,20 @@ def config_from_dict(data: dict) -> Config:
     return cfg
 
 
+def need(ok: bool, key: str, msg: str) -> None:
+    """Raise a ConfigError naming `key` unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{key}: {msg}")
+
+
 def validate(cfg: Config) -> None:
     """Value checks that need no data or model: fail before any compute, naming the key."""
-    from vitmae.models.vit import resolve_arch  # local: config must not import torch eagerly
-
-    def need(ok: bool, key: str, msg: str) -> None:
-        if not ok:
-            raise ConfigError(f"{key}: {msg}")
-
     need(cfg.task in TASKS, "task", f"expected one of {TASKS}, got {cfg.task!r}")
+    _check_model(cfg)
+    _check_rest(cfg)
+
+
+def _check_model(cfg: Config) -> None:
     m, d = cfg.model, cfg.data
     need(0.0 <= m.mask_ratio < 1.0, "model.mask_ratio", f"must be in [0, 1), got {m.mask_ratio}")
     need(m.global_pool in ("avg", "token"), "model.global_pool",
@@ -273,7 +309,15 @@ def validate(cfg: Config) -> None:
     need(m.seg_head in ("linear", "pup"), "model.seg_head",
          f"expected 'linear' or 'pup', got {m.seg_head!r}")
     need(0.0 <= m.drop_path < 1.0, "model.drop_path", f"must be in [0, 1), got {m.drop_path}")
-    arch = resolve_arch(m)  # raises ConfigError for an unknown arch
+    if m.arch == FROM_WEIGHTS and any(getattr(m, k) is None for k in SIZE_KEYS):
+        # the sizes come from the pretrained file, read (and checked again) by the runner
+        need(bool(cfg.finetune.pretrained or cfg.pretrain.init), "model.arch",
+             "from_weights needs finetune.pretrained or pretrain.init")
+        return
+    try:
+        arch = resolve_sizes(m.arch, {k: getattr(m, k) for k in SIZE_KEYS})
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     sizes = {**{f"model.{k}": v for k, v in arch.items()},
              **{f"model.{k}": getattr(m, k) for k in ("decoder_embed_dim", "decoder_depth",
                                                        "decoder_num_heads")},
@@ -292,6 +336,10 @@ def validate(cfg: Config) -> None:
     need(m.seg_aux >= 0, "model.seg_aux", f"must be >= 0, got {m.seg_aux}")
     need(d.img_size % arch["patch_size"] == 0, "data.img_size",
          f"{d.img_size} is not divisible by the patch size {arch['patch_size']}")
+
+
+def _check_rest(cfg: Config) -> None:
+    d = cfg.data
     need(d.batch_size >= 1, "data.batch_size", f"must be >= 1, got {d.batch_size}")
     need(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
     need(d.subset is None or d.subset >= 1, "data.subset", f"must be >= 1, got {d.subset}")
@@ -312,9 +360,22 @@ def validate(cfg: Config) -> None:
              f"must be in [0, 1), got {list(o.betas)}")
     need(cfg.finetune.head_lr_mult > 0, "finetune.head_lr_mult",
          f"must be > 0, got {cfg.finetune.head_lr_mult}")
-    p = cfg.finetune.pretrained
-    need(p is None or os.path.exists(p), "finetune.pretrained",  # False on any OSError
-         f"no such file or folder: {p!r}")
+    for key, p in (("finetune.pretrained", cfg.finetune.pretrained),
+                   ("pretrain.init", cfg.pretrain.init)):
+        need(p is None or os.path.exists(p), key,  # False on any OSError
+             f"no such file or folder: {p!r}")
+    m = cfg.model
+    need(m.pos_embed in ("sincos", "learned"), "model.pos_embed",
+         f"expected 'sincos' or 'learned', got {m.pos_embed!r}")
+    need(m.class_token or m.global_pool == "avg", "model.global_pool",
+         "'token' needs model.class_token=true")
+    need(m.class_token or not m.rope, "model.rope", "needs model.class_token=true")
+    need(m.mlp_ratio > 0 and m.norm_eps > 0, "model.mlp_ratio/norm_eps",
+         f"must be > 0, got {m.mlp_ratio} and {m.norm_eps}")
+    for key, stats in (("data.mean", d.mean), ("data.std", d.std)):
+        need(stats is None or len(stats) >= 1, key, "expected a list of per-channel values")
+    need((d.mean is None) == (d.std is None), "data.mean/std", "set both or neither")
+    need(d.std is None or all(v > 0 for v in d.std), "data.std", f"must be > 0, got {d.std}")
     need(cfg.run.amp in ("auto", "bf16", "fp32"), "run.amp",
          f"expected auto, bf16 or fp32, got {cfg.run.amp!r}")
     need(cfg.run.keep_last >= 1, "run.keep_last", f"must be >= 1, got {cfg.run.keep_last}")

@@ -14,14 +14,14 @@ import torch
 
 from vitmae import distributed as dist
 from vitmae.allocator import keep_freed_memory
-from vitmae.checkpoint import CheckpointError, latest_good_checkpoint, read_weights
+from vitmae.checkpoint import CheckpointError, latest_good_checkpoint
 from vitmae.config import Config, to_dict
 from vitmae.data import build_dataset
 from vitmae.engine import fit
 from vitmae.models import build_finetune_model, build_mae
-from vitmae.models.encoder_weights import load_encoder
 from vitmae.models.vit import arch_name
 from vitmae.optim import base_lr, build_optimizer, is_head, param_groups
+from vitmae.pretrained import adopt, keeps_head, load_decoder, load_into
 from vitmae.runs import RunDir
 from vitmae.tasks import build_task
 
@@ -71,10 +71,17 @@ def open_run(cfg: Config, stage: str, resume: str | None,
 
 
 def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
-    """MAE pretraining on cfg.data with cfg.pretrain's schedule."""
-    p = prepare(cfg)
-    model = build_mae(cfg.model, cfg.data.img_size, p.train_set.in_chans).to(p.device)
+    """MAE pretraining on cfg.data with cfg.pretrain's schedule; with `pretrain.init`, the
+    encoder (and the decoder, when the file has a fitting one) starts from those weights."""
     o = cfg.pretrain
+    src = adopt(cfg, o.init, log) if o.init and resume is None else None
+    p = prepare(cfg)
+    model = build_mae(cfg.model, cfg.data.img_size, p.train_set.in_chans)
+    if src is not None:
+        load_into(model.encoder, src, log=log)
+        load_decoder(model, src, log=log)
+        log(f"loaded the encoder of {o.init} ({src.format} format)")
+    model.to(p.device)
     lr = base_lr(o, cfg.data.batch_size * o.accum_iter * dist.world_size())
     optimizer = build_optimizer(param_groups(model, o.weight_decay), o, lr)
     run, ckpt = open_run(cfg, "pretrain", resume, log)
@@ -88,13 +95,15 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
 
 def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     """Fine-tune (or train from scratch) the encoder plus a head for cfg.task."""
+    f = cfg.finetune
+    src = adopt(cfg, f.pretrained, log) if f.pretrained and resume is None else None
     p = prepare(cfg)
     ds = p.train_set
     model, encoder, prefix = build_finetune_model(cfg, ds.in_chans, ds.num_classes)
-    f = cfg.finetune
-    if f.pretrained and resume is None:
-        missing = load_encoder(encoder, read_weights(f.pretrained), log=log)
-        log(f"loaded the encoder of {f.pretrained} (new: {', '.join(sorted(missing)) or '-'})")
+    if src is not None:
+        missing = load_into(encoder, src, keeps_head(cfg, src, ds.num_classes), log)
+        log(f"loaded the encoder of {f.pretrained} ({src.format} format; new: "
+            f"{', '.join(sorted(missing)) or '-'})")
     if f.linear_probe:  # train only what the encoder does not own
         for prm in encoder.parameters():
             prm.requires_grad_(False)

@@ -67,8 +67,9 @@ def test_architecture_mismatch_lists_keys_and_shapes(tmp_path, capsys):
                  f"finetune.pretrained={ckpt}", f"run.output_dir={tmp_path}", "run.name=ft"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "does not match the model; mismatched keys and shapes" in err
-    assert "blocks.0.attn.qkv.weight: checkpoint (96, 32) vs model (192, 64)" in err
+    assert f"{ckpt}: the weights do not fit the preset's model" in err
+    assert "model.embed_dim: the preset has 64, the weights 32" in err
+    assert not (tmp_path / "ft").exists()  # refused before a run folder or model exists
 
 
 def test_other_image_size_resamples_the_position_embedding(tmp_path):

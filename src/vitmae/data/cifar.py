@@ -18,7 +18,7 @@ import torch
 
 from vitmae.config import DataConfig
 from vitmae.data.checks import check_labels, safe_pickle_load
-from vitmae.data.registry import check_split, register_dataset
+from vitmae.data.registry import check_split, norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.tensor_dataset import ImageTensorDataset
 from vitmae.data.transforms import cifar_transform
@@ -89,6 +89,6 @@ def build_cifar10(cfg: DataConfig, split: str, train: bool) -> ImageTensorDatase
     batches = [read_batch(folder / n) for n in names if n not in missing]
     images = torch.from_numpy(np.concatenate([b[0] for b in batches]))  # (N, 3, 32, 32)
     labels = torch.from_numpy(np.concatenate([b[1] for b in batches]))  # (N,)
-    return ImageTensorDataset(images, labels,
-                              cifar_transform(cfg.img_size, CIFAR10_MEAN, CIFAR10_STD, train),
-                              classes=class_names(folder), mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    mean, std = norm_stats(cfg, CIFAR10_MEAN, CIFAR10_STD)
+    return ImageTensorDataset(images, labels, cifar_transform(cfg.img_size, mean, std, train),
+                              classes=class_names(folder), mean=mean, std=std)

@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from vitmae.config import DataConfig
-from vitmae.data.registry import check_split, register_dataset
+from vitmae.data.registry import check_split, norm_stats, register_dataset
 from vitmae.data.tensor_dataset import ImageTensorDataset
 from vitmae.data.transforms import digits_transform
 
@@ -36,7 +36,8 @@ def build_digits(cfg: DataConfig, split: str, train: bool) -> ImageTensorDataset
     idx = split_indices(bunch.target, cfg.seed)[split]
     images = torch.from_numpy(bunch.images[idx] / 16.0).float().unsqueeze(1)  # (N, 1, 8, 8)
     targets = torch.from_numpy(bunch.target[idx])  # (N,)
+    mean, std = norm_stats(cfg, DIGITS_MEAN, DIGITS_STD)
     return ImageTensorDataset(images, targets,
-                              digits_transform(cfg.img_size, DIGITS_MEAN, DIGITS_STD, train),
+                              digits_transform(cfg.img_size, mean, std, train),
                               classes=[str(k) for k in range(10)],
-                              mean=DIGITS_MEAN, std=DIGITS_STD)
+                              mean=mean, std=std)

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from vitmae.config import DataConfig
 from vitmae.data.checks import BadImageError, SkipLog, open_image
-from vitmae.data.registry import register_dataset
+from vitmae.data.registry import norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD, folder_transform
 
@@ -81,5 +81,8 @@ def build_folder(cfg: DataConfig, split: str, train: bool) -> ImageFolderDataset
     if not folder.is_dir():
         raise missing_data_error(f"image folder split '{split}' (layout <root>/{split}/<class>/"
                                  f"*.jpg)", [folder], download=False)
-    return ImageFolderDataset(folder, folder_transform(cfg.img_size, IMAGENET_MEAN,
-                                                       IMAGENET_STD, train), cfg.skip_bad)
+    mean, std = norm_stats(cfg, IMAGENET_MEAN, IMAGENET_STD)
+    ds = ImageFolderDataset(folder, folder_transform(cfg.img_size, mean, std, train),
+                            cfg.skip_bad)
+    ds.mean, ds.std = mean, std
+    return ds

@@ -15,7 +15,7 @@ import torch
 
 from vitmae.config import DataConfig
 from vitmae.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from vitmae.data.registry import check_split, register_dataset
+from vitmae.data.registry import check_split, norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.tensor_dataset import ImageTensorDataset
 from vitmae.data.transforms import mnist_transform
@@ -72,6 +72,7 @@ def load_idx_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, t
 def build_idx_dataset(name: str, cfg: DataConfig, split: str, train: bool) -> ImageTensorDataset:
     check_split(split, tuple(FILES), name)
     sub, extra, classes, mean, std = VARIANTS[name]
+    mean, std = norm_stats(cfg, mean, std)
     root = data_root(cfg)
     folders = [root / sub / "raw", *extra]
     paths = find_split_files(folders, split)

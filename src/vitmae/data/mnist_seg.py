@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from vitmae.config import DataConfig
 from vitmae.data.mnist import FILES, VARIANTS, build_idx_dataset
-from vitmae.data.registry import check_split, register_dataset
+from vitmae.data.registry import check_split, norm_stats, register_dataset
 
 CLASSES = ["background"] + [str(d) for d in range(10)]
 MEAN, STD = VARIANTS["mnist"][3], VARIANTS["mnist"][4]
@@ -49,12 +49,12 @@ class MnistSegmentation(Dataset):
     """
 
     def __init__(self, digits: Tensor, labels: Tensor, layout: np.ndarray, canvas: int,
-                 threshold: int):
+                 threshold: int, stats: tuple[tuple, tuple] = (MEAN, STD)):
         self.digits, self.labels = digits, labels
         self.layout, self.canvas, self.threshold = torch.from_numpy(layout), canvas, threshold
         self.classes = list(CLASSES)
         self.num_classes, self.in_chans = len(CLASSES), 1
-        self.mean, self.std = MEAN, STD
+        self.mean, self.std = stats
 
     def __len__(self) -> int:
         return len(self.layout)
@@ -122,7 +122,8 @@ def build_mnist_seg(cfg: DataConfig, split: str, train: bool) -> MnistSegmentati
     # a different stream per split, so that train and test canvases are unrelated
     seed = cfg.seed * 2 + (split == "test")
     layout = composite_layout(len(digits), len(digits), cfg.seg_digits, cfg.img_size, seed)
-    return MnistSegmentation(digits, labels, layout, cfg.img_size, cfg.seg_threshold)
+    return MnistSegmentation(digits, labels, layout, cfg.img_size, cfg.seg_threshold,
+                             norm_stats(cfg, MEAN, STD))
 
 
 @register_dataset("mnist_seg_single")
@@ -131,4 +132,5 @@ def build_mnist_seg_single(cfg: DataConfig, split: str, train: bool) -> MnistSeg
     n = len(digits)
     layout = np.zeros((n, 1, 4), np.int64)
     layout[:, 0, 0], layout[:, 0, 1] = np.arange(n), cfg.img_size  # digit i fills the image
-    return MnistSegmentation(digits, labels, layout, cfg.img_size, cfg.seg_threshold)
+    return MnistSegmentation(digits, labels, layout, cfg.img_size, cfg.seg_threshold,
+                             norm_stats(cfg, MEAN, STD))

@@ -65,3 +65,23 @@ def check_split(split: str, valid: tuple[str, ...], name: str) -> None:
     """Raise a ValueError naming the valid splits of data set `name`."""
     if split not in valid:
         raise ValueError(f"{name}: unknown split '{split}' (valid: {', '.join(valid)})")
+
+
+def norm_stats(cfg: DataConfig, mean: tuple, std: tuple) -> tuple[tuple, tuple]:
+    """The data set's own per-channel (mean, std), or data.mean / data.std where set (e.g.
+    taken from pretrained weights), fitted to the channel count: averaged for grey data given
+    RGB values, repeated for RGB data given one value."""
+    if cfg.mean is None:
+        return tuple(mean), tuple(std)
+    C = len(mean)
+
+    def fit(values: list[float], key: str) -> tuple:
+        if len(values) == C:
+            return tuple(values)
+        if C == 1:
+            return (sum(values) / len(values),)
+        if len(values) == 1:
+            return tuple(values) * C
+        raise ValueError(f"{key}: {len(values)} values for {C}-channel images")
+
+    return fit(cfg.mean, "data.mean"), fit(cfg.std, "data.std")

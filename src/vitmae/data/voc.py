@@ -34,7 +34,7 @@ from vitmae.data.joint_transforms import (
     pad_mask,
     train_joint_transform,
 )
-from vitmae.data.registry import register_dataset
+from vitmae.data.registry import norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -101,7 +101,10 @@ class VOCBase(Dataset):
     in_chans = 3
     mean, std = IMAGENET_MEAN, IMAGENET_STD
 
-    def __init__(self, root: Path, split: str, img_size: int, train: bool, need_masks: bool):
+    def __init__(self, root: Path, split: str, img_size: int, train: bool, need_masks: bool,
+                 stats: tuple[tuple, tuple] | None = None):
+        if stats is not None:
+            self.mean, self.std = stats
         self.voc, self.split, self.img_size, self.train = root / VOC_DIR, split, img_size, train
         self.ids = read_ids(self.voc, split)
         check_files(self.ids, self.voc / "JPEGImages", ".jpg", split)
@@ -122,8 +125,9 @@ class VOCSegmentation(VOCBase):
     classes = CLASSES
     num_classes = len(CLASSES)
 
-    def __init__(self, root: Path, split: str, img_size: int, train: bool):
-        super().__init__(root, split, img_size, train, need_masks=True)
+    def __init__(self, root: Path, split: str, img_size: int, train: bool,
+                 stats: tuple[tuple, tuple] | None = None):
+        super().__init__(root, split, img_size, train, need_masks=True, stats=stats)
         if train:
             self.joint = train_joint_transform(img_size, self.mean, self.std)
         else:
@@ -148,8 +152,9 @@ class VOCClassification(VOCBase):
     classes = CLASSES[1:]
     num_classes = len(CLASSES) - 1
 
-    def __init__(self, root: Path, split: str, img_size: int, train: bool):
-        super().__init__(root, split, img_size, train, need_masks=False)
+    def __init__(self, root: Path, split: str, img_size: int, train: bool,
+                 stats: tuple[tuple, tuple] | None = None):
+        super().__init__(root, split, img_size, train, need_masks=False, stats=stats)
         no_xml = [i for i in self.ids if not self.xml_path(i).is_file()]
         check_files(no_xml, self.voc / "SegmentationClass", ".png", split)  # labels from masks
         if train:
@@ -179,9 +184,11 @@ class VOCClassification(VOCBase):
 
 @register_dataset("voc_seg")
 def build_voc_seg(cfg: DataConfig, split: str, train: bool) -> VOCSegmentation:
-    return VOCSegmentation(data_root(cfg), split, cfg.img_size, train)
+    return VOCSegmentation(data_root(cfg), split, cfg.img_size, train,
+                           norm_stats(cfg, IMAGENET_MEAN, IMAGENET_STD))
 
 
 @register_dataset("voc_cls")
 def build_voc_cls(cfg: DataConfig, split: str, train: bool) -> VOCClassification:
-    return VOCClassification(data_root(cfg), split, cfg.img_size, train)
+    return VOCClassification(data_root(cfg), split, cfg.img_size, train,
+                             norm_stats(cfg, IMAGENET_MEAN, IMAGENET_STD))

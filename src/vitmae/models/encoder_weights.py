@@ -28,20 +28,23 @@ def encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_encoder(encoder: VisionTransformer, state: dict[str, torch.Tensor],
-                 expected_missing: set[str] | None = None, log=print) -> set[str]:
+                 expected_missing: set[str] | None = None, log=print,
+                 keep_head: bool = False) -> set[str]:
     """Load `state` into `encoder`; returns the missing keys.
 
     Raises CheckpointError if the missing keys differ from `expected_missing` (default: the
     head's), if any key is unexpected, or if shapes differ (other than a resampled grid).
+    The state's classification head is dropped (a new task) unless `keep_head`.
     """
     state = encoder_state(state)
-    state.pop("head.weight", None), state.pop("head.bias", None)  # a fine-tuned head: new task
+    if not keep_head:
+        state.pop("head.weight", None), state.pop("head.bias", None)
     own = encoder.state_dict()
     pos = state.get("pos_embed")
     if pos is not None and pos.shape != own["pos_embed"].shape and pos.shape[-1] == own[
             "pos_embed"].shape[-1]:
         h, w = encoder.patch_embed.grid_size
-        old = int(math.isqrt(pos.shape[1] - 1))
+        old = int(math.isqrt(pos.shape[1] - encoder.num_prefix_tokens))
         log(f"pos_embed: resampling the {old}x{old} position grid of the checkpoint to {h}x{w}")
         state["pos_embed"] = resample_pos_embed(pos, (h, w), encoder.num_prefix_tokens)
     if "rope_table" in state and "rope_table" in own:
@@ -52,7 +55,8 @@ def load_encoder(encoder: VisionTransformer, state: dict[str, torch.Tensor],
         raise CheckpointError("the checkpoint's architecture does not match the model; "
                               "mismatched keys and shapes:\n  " + "\n  ".join(bad))
     missing, unexpected = encoder.load_state_dict(state, strict=False)
-    expect = {k for k in own if k.startswith("head.")} if expected_missing is None \
+    expect = {k for k in own if k.startswith("head.") and not keep_head} \
+        if expected_missing is None \
         else expected_missing
     if set(missing) != expect or unexpected:
         raise CheckpointError(

@@ -80,6 +80,8 @@ class MaskedAutoencoder(nn.Module):
                  decoder_depth: int = 8, decoder_num_heads: int = 16,
                  mask_ratio: float = 0.75, norm_pix_loss: bool = False):
         super().__init__()
+        if encoder.num_prefix_tokens != 1:
+            raise ValueError("MAE needs an encoder with a class token (model.class_token=true)")
         self.encoder = encoder
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
         D, p, C = encoder.embed_dim, encoder.patch_size, encoder.in_chans

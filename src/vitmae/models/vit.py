@@ -17,41 +17,21 @@ import torch.nn.functional as F
 from vitmae import rng
 from vitmae.models.pos_embed import sincos_2d
 from vitmae.models.rope import axial_rope, rotate, select
-
-# Model sizes as data. The *_patch4 variants are for 28-32 px images on a CPU; the standard
-# ones follow timm / MAE. mlp_ratio is 4 throughout.
-VARIANTS: dict[str, dict[str, int]] = {
-    "vit_micro_patch4": dict(patch_size=4, embed_dim=32, depth=2, num_heads=2),  # tests
-    "vit_mini_patch4": dict(patch_size=4, embed_dim=128, depth=6, num_heads=4),  # MNIST on CPU
-    "vit_tiny_patch4": dict(patch_size=4, embed_dim=192, depth=12, num_heads=3),  # CIFAR on CPU
-    "vit_small_patch4": dict(patch_size=4, embed_dim=384, depth=12, num_heads=6),
-    "vit_mini_patch8": dict(patch_size=8, embed_dim=128, depth=6, num_heads=4),  # VOC on CPU
-    "vit_tiny_patch16": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
-    "vit_small_patch16": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
-    "vit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
-    "vit_large_patch16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
-    "vit_huge_patch14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
-}
+from vitmae.variants import SIZE_KEYS, VARIANTS, resolve_sizes
 
 
 def resolve_arch(model_cfg) -> dict[str, int]:
     """The variant's sizes with any explicit overrides from a ModelConfig applied."""
-    from vitmae.config import ConfigError
-
-    if model_cfg.arch not in VARIANTS:
-        raise ConfigError(f"model.arch: unknown variant {model_cfg.arch!r} "
-                          f"(known: {', '.join(VARIANTS)})")
-    arch = dict(VARIANTS[model_cfg.arch])
-    for key in ("patch_size", "embed_dim", "depth", "num_heads"):
-        if getattr(model_cfg, key) is not None:
-            arch[key] = getattr(model_cfg, key)
-    return arch
+    return resolve_sizes(model_cfg.arch, {k: getattr(model_cfg, k) for k in SIZE_KEYS})
 
 
 def arch_name(model_cfg) -> str:
     """The variant's name, followed by the sizes that overrides change in it (for logs):
     'vit_mini_patch8' or 'vit_mini_patch8 (patch_size=4, embed_dim=64, num_heads=2)'."""
-    arch, base = resolve_arch(model_cfg), VARIANTS[model_cfg.arch]
+    arch = resolve_arch(model_cfg)
+    if model_cfg.arch not in VARIANTS:
+        return f"{model_cfg.arch} ({', '.join(f'{k}={v}' for k, v in arch.items())})"
+    base = VARIANTS[model_cfg.arch]
     changed = [f"{k}={v}" for k, v in arch.items() if base[k] != v]
     return f"{model_cfg.arch} ({', '.join(changed)})" if changed else model_cfg.arch
 
@@ -110,12 +90,12 @@ class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection and SDPA; queries and keys are
     rotated when a RoPE table is given (`vitmae.models.rope`)."""
 
-    def __init__(self, dim: int, num_heads: int):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"{num_heads} heads do not divide the width {dim}")
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, rope: torch.Tensor | None = None) -> torch.Tensor:
@@ -145,11 +125,12 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
+                 qkv_bias: bool = True, norm_eps: float = 1e-6):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
@@ -170,40 +151,56 @@ def init_weights(module: nn.Module) -> None:
 
 
 class VisionTransformer(nn.Module):
-    """ViT with a class token and fixed 2-D sin-cos position embeddings (plus, with
-    `rope=True`, rotary ones in every attention layer).
+    """ViT with an optional class token and 2-D sin-cos position embeddings, fixed (MAE) or
+    learned from that start (`pos_embed="learned"`, as timm's and HuggingFace's ViTs); with
+    `rope=True`, rotary ones too in every attention layer.
 
     `forward_features(x, ids_keep)` runs the encoder on the kept patches only (MAE);
-    `forward_head` pools (mean of patch tokens, or the class token) and classifies.
+    `forward_head` pools (mean of patch tokens, or the class token), applies `fc_norm` when
+    the model has one (timm's avg-pool layout: then `norm` is the identity) and classifies.
     """
-
-    num_prefix_tokens = 1
 
     def __init__(self, img_size=224, patch_size: int = 16, in_chans: int = 3,
                  num_classes: int = 0, embed_dim: int = 768, depth: int = 12,
                  num_heads: int = 12, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 global_pool: str = "avg", rope: bool = False):
+                 global_pool: str = "avg", rope: bool = False, qkv_bias: bool = True,
+                 norm_eps: float = 1e-6, class_token: bool = True, pos_embed: str = "sincos",
+                 fc_norm: bool = False):
         super().__init__()
+        if pos_embed not in ("sincos", "learned"):
+            raise ValueError(f"pos_embed: expected 'sincos' or 'learned', got {pos_embed!r}")
+        if global_pool == "token" and not class_token:
+            raise ValueError("global_pool='token' needs a class token")
+        if rope and not class_token:
+            raise ValueError("rope: the rotary table has a class-token row; needs a class token")
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
         self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
+        self.num_prefix_tokens = int(class_token)
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         h, w = self.patch_embed.grid_size
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        # Fixed, not learned (MAE); persistent so that checkpoints carry it like timm's.
-        pos = torch.cat([torch.zeros(1, embed_dim), sincos_2d(embed_dim, h, w)])  # (1+L, D)
-        self.register_buffer("pos_embed", pos.unsqueeze(0))  # (1, 1+L, D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        pos = sincos_2d(embed_dim, h, w)  # (L, D)
+        if class_token:
+            pos = torch.cat([torch.zeros(1, embed_dim), pos])  # (1+L, D)
+        if pos_embed == "learned":
+            self.pos_embed = nn.Parameter(pos.unsqueeze(0))  # (1, P+L, D), sin-cos start
+        else:  # fixed (MAE); persistent so that checkpoints carry it like timm's
+            self.register_buffer("pos_embed", pos.unsqueeze(0))  # (1, P+L, D)
         # Persistent, so that an encoder trained with RoPE and one without do not load into
         # each other silently: the key is missing or unexpected.
         self.register_buffer("rope_table",
                              axial_rope(embed_dim // num_heads, h, w) if rope else None)
         rates = torch.linspace(0, drop_path, depth).tolist()  # stochastic depth grows with depth
-        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, r) for r in rates)
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, r, qkv_bias, norm_eps)
+                                    for r in rates)
+        self.norm = nn.Identity() if fc_norm else nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if fc_norm else None
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self.apply(init_weights)
         # As MAE: the patch projection is initialised like a linear layer, not a conv.
         nn.init.xavier_uniform_(self.patch_embed.proj.weight.view(embed_dim, -1))
-        nn.init.normal_(self.cls_token, std=0.02)
+        if class_token:
+            nn.init.normal_(self.cls_token, std=0.02)
         if num_classes > 0:
             nn.init.trunc_normal_(self.head.weight, std=2e-5)  # MAE fine-tuning head init
 
@@ -212,11 +209,14 @@ class VisionTransformer(nn.Module):
         return self.patch_embed.patch_size
 
     def embed(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, C, H, W), ids_keep: (B, L_keep) or None -> (B, 1+L_keep, D) with positions."""
-        pos = self.pos_embed[0, 1:]  # (L, D)
+        """x: (B, C, H, W), ids_keep: (B, L_keep) or None -> (B, P+L_keep, D) with positions,
+        P = num_prefix_tokens (1 with a class token, else 0)."""
+        pos = self.pos_embed[0, self.num_prefix_tokens:]  # (L, D)
         if ids_keep is not None:
             pos = pos[ids_keep]  # (B, L_keep, D)
         tokens = self.patch_embed(x, ids_keep) + pos  # (B, L_keep, D)
+        if self.cls_token is None:
+            return tokens
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)  # (B,1,D)
         return torch.cat([cls, tokens], dim=1)  # (B, 1+L_keep, D)
 
@@ -227,7 +227,7 @@ class VisionTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor,
                          ids_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, C, H, W) -> (B, 1+L_keep, D), normalised; L_keep = L when ids_keep is None."""
+        """x: (B, C, H, W) -> (B, P+L_keep, D), normalised; L_keep = L when ids_keep is None."""
         rope = self.rope(ids_keep)
         x = self.embed(x, ids_keep)
         for block in self.blocks:
@@ -250,10 +250,16 @@ class VisionTransformer(nn.Module):
                 outs[i] = self.norm(x) if i == depth - 1 else x
         return [outs[i % depth][:, self.num_prefix_tokens:] for i in indices]  # each (B, L, D)
 
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, P+L, D) -> (B, D): mean of the patch tokens or the class token, then
+        `fc_norm` where the model has one."""
+        pooled = x[:, self.num_prefix_tokens:].mean(dim=1) if self.global_pool == "avg" \
+            else x[:, 0]  # (B, D)
+        return pooled if self.fc_norm is None else self.fc_norm(pooled)
+
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 1+L, D) -> (B, K) logits (or (B, D) features without a head)."""
-        pooled = x[:, 1:].mean(dim=1) if self.global_pool == "avg" else x[:, 0]  # (B, D)
-        return self.head(pooled)
+        """x: (B, P+L, D) -> (B, K) logits (or (B, D) features without a head)."""
+        return self.head(self.pool(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -272,7 +278,9 @@ def build_vit(model_cfg, img_size, in_chans: int, num_classes: int = 0,
               drop_path: float | None = None) -> VisionTransformer:
     """A VisionTransformer from a ModelConfig (variant name + overrides)."""
     arch = resolve_arch(model_cfg)
+    m = model_cfg
     return VisionTransformer(
         img_size=img_size, in_chans=in_chans, num_classes=num_classes,
-        drop_path=model_cfg.drop_path if drop_path is None else drop_path,
-        global_pool=model_cfg.global_pool, rope=model_cfg.rope, **arch)
+        drop_path=m.drop_path if drop_path is None else drop_path, global_pool=m.global_pool,
+        rope=m.rope, mlp_ratio=m.mlp_ratio, qkv_bias=m.qkv_bias, norm_eps=m.norm_eps,
+        class_token=m.class_token, pos_embed=m.pos_embed, fc_norm=m.fc_norm, **arch)

@@ -1,0 +1,39 @@
+"""Named model sizes (a registry of variants, as timm's), torch-free so that the config can
+check them without importing the models."""
+
+from __future__ import annotations
+
+# Model sizes as data. The *_patch4 variants are for 28-32 px images on a CPU; the standard
+# ones follow timm / MAE. mlp_ratio is 4 throughout.
+VARIANTS: dict[str, dict[str, int]] = {
+    "vit_micro_patch4": dict(patch_size=4, embed_dim=32, depth=2, num_heads=2),  # tests
+    "vit_mini_patch4": dict(patch_size=4, embed_dim=128, depth=6, num_heads=4),  # MNIST on CPU
+    "vit_tiny_patch4": dict(patch_size=4, embed_dim=192, depth=12, num_heads=3),  # CIFAR on CPU
+    "vit_small_patch4": dict(patch_size=4, embed_dim=384, depth=12, num_heads=6),
+    "vit_mini_patch8": dict(patch_size=8, embed_dim=128, depth=6, num_heads=4),  # VOC on CPU
+    "vit_tiny_patch16": dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
+    "vit_small_patch16": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
+    "vit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    "vit_large_patch16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
+    "vit_huge_patch14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
+}
+
+FROM_WEIGHTS = "from_weights"  # model.arch: every size from the pretrained file
+SIZE_KEYS = ("patch_size", "embed_dim", "depth", "num_heads")
+
+
+def resolve_sizes(arch: str, overrides: dict[str, int | None]) -> dict[str, int]:
+    """The variant's sizes with the non-None `overrides` applied; for `from_weights` all four
+    must be given (the pretrained file's). Raises ValueError naming the key."""
+    if arch == FROM_WEIGHTS:
+        missing = [k for k in SIZE_KEYS if overrides.get(k) is None]
+        if missing:
+            raise ValueError(f"model.arch=from_weights: {', '.join(missing)} are read from the "
+                             f"pretrained weights, which have not been read yet")
+        return {k: int(overrides[k]) for k in SIZE_KEYS}
+    if arch not in VARIANTS:
+        raise ValueError(f"model.arch: unknown variant {arch!r} (known: {', '.join(VARIANTS)}, "
+                         f"or {FROM_WEIGHTS})")
+    sizes = dict(VARIANTS[arch])
+    sizes.update({k: v for k, v in overrides.items() if k in SIZE_KEYS and v is not None})
+    return sizes

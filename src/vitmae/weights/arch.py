@@ -1,0 +1,60 @@
+"""The architecture of a ViT state dict in the common (timm / MAE) layout, read from its
+tensors' names and shapes: width, depth, patch, channels, MLP ratio, qkv bias, class token,
+fc_norm, the position grid (hence the native image size) and the head's class count.
+
+The number of heads leaves no trace in the weights: a source that knows it (a HuggingFace
+config, a vitmae run) passes it in; otherwise the standard variants' head width of 64 is
+assumed (80 for ViT-H/14), and the caller says so.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+
+BLOCK = re.compile(r"^blocks\.(\d+)\.")
+
+
+class UnknownLayout(ValueError):
+    """A state dict that is not a ViT in the common layout."""
+
+
+def infer_arch(state: dict[str, torch.Tensor]) -> dict:
+    """-> dict(patch_size, embed_dim, depth, in_chans, mlp_ratio, qkv_bias, class_token,
+    fc_norm, img_size, num_classes, num_heads (None when unknown), rope)."""
+    proj = state.get("patch_embed.proj.weight")
+    if proj is None or proj.ndim != 4:
+        raise UnknownLayout("no 'patch_embed.proj.weight' of shape (D, C, p, p)")
+    D, C, p, p2 = proj.shape
+    if p != p2:
+        raise UnknownLayout(f"patch_embed.proj.weight: non-square patch {p}x{p2}")
+    blocks = {int(m.group(1)) for k in state if (m := BLOCK.match(k))}
+    if not blocks or blocks != set(range(max(blocks) + 1)):
+        raise UnknownLayout(f"expected blocks.0 .. blocks.N, found indices {sorted(blocks)}")
+    class_token = "cls_token" in state
+    pos = state.get("pos_embed")
+    if pos is None:
+        raise UnknownLayout("no 'pos_embed'")
+    grid = pos.shape[1] - int(class_token)
+    side = math.isqrt(grid)
+    if side * side != grid:
+        raise UnknownLayout(f"pos_embed: {pos.shape[1]} positions are not a square grid "
+                            f"{'plus a class token' if class_token else ''} (a position table "
+                            f"without the prefix tokens, timm's no_embed_class, is not supported)")
+    head = state.get("head.weight")
+    return dict(
+        patch_size=int(p), embed_dim=int(D), depth=len(blocks), in_chans=int(C),
+        mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / D,
+        qkv_bias="blocks.0.attn.qkv.bias" in state, class_token=class_token,
+        fc_norm="fc_norm.weight" in state, img_size=side * int(p),
+        num_classes=0 if head is None else int(head.shape[0]), num_heads=None,
+        rope="rope_table" in state)
+
+
+def guess_num_heads(embed_dim: int, patch_size: int) -> int:
+    """The standard variants' head count for a width: head width 64 (80 for ViT-H/14)."""
+    if embed_dim == 1280 and patch_size == 14:
+        return 16
+    return max(1, embed_dim // 64)
