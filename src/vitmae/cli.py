@@ -5,6 +5,7 @@
     vitmae evaluate  --checkpoint RUN_OR_CKPT [-c PRESET] [key.sub=value ...]
     vitmae visualize --checkpoint RUN_OR_CKPT [-c PRESET] [--out PNG] [key.sub=value ...]
     vitmae config    -c PRESET [key.sub=value ...]
+    vitmae export    RUN_OR_CKPT --to timm|hf|mae OUT
     vitmae demo      [key.sub=value ...]
 
 PRESET is a YAML file or the name of a built-in preset (`vitmae config -c digits`). With
@@ -54,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("--save-predictions", metavar="DIR", help="segmentation: also write "
                            "each test prediction to DIR as a VOC palette PNG (<id>.png)")
+    p = sub.add_parser("export", help="write a run's weights for timm, HuggingFace or the "
+                       "official MAE code", description="write a run's weights for timm, "
+                       "HuggingFace or the official MAE code")
+    p.add_argument("run", metavar="RUN_OR_CKPT", help="run folder or ckpt-* folder")
+    p.add_argument("--to", required=True, choices=("timm", "hf", "mae"), help="format")
+    p.add_argument("out", metavar="OUT", help="a .safetensors file (timm), a folder (hf) or a "
+                   ".pth file (mae)")
     return ap
 
 
@@ -82,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     from vitmae.engine import DivergenceError, Interrupted
 
     try:
+        if args.command == "export":
+            from vitmae.weights.export import export_run
+
+            print(f"wrote {export_run(args.run, args.to, args.out)}")
+            return 0
         cfg = _config(args)
         if args.command == "config":
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")

@@ -46,6 +46,8 @@ def adopt(cfg: Config, path: str, log=print) -> Source:
             "sincos" if src.decoder else POS_EMBED[src.format])
         m.norm_eps = float(a.get("norm_eps", 1e-6))
         m.global_pool = a.get("global_pool", m.global_pool)
+        if src.decoder:
+            fit_decoder(cfg, src)
     else:
         check_layout(cfg, src, heads if a["num_heads"] is not None else None)
     if cfg.data.mean is None and src.mean:
@@ -53,6 +55,15 @@ def adopt(cfg: Config, path: str, log=print) -> Source:
         log(f"normalisation from the weights: mean {cfg.data.mean}, std {cfg.data.std}")
     validate(cfg)
     return src
+
+
+def fit_decoder(cfg: Config, src: Source) -> None:
+    """model.decoder_* from the source's MAE decoder (the head count from its config when it
+    has one, else a head width of 32 as in MAE's and HuggingFace's decoders)."""
+    d, m = src.decoder, cfg.model
+    m.decoder_embed_dim = d["decoder_embed.weight"].shape[0]
+    m.decoder_depth = len({k.split(".")[1] for k in d if k.startswith("decoder_blocks.")})
+    m.decoder_num_heads = src.arch.get("decoder_num_heads") or max(1, m.decoder_embed_dim // 32)
 
 
 def check_layout(cfg: Config, src: Source, heads: int | None) -> None:

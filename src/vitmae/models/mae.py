@@ -55,15 +55,18 @@ def normalize_patches(target: torch.Tensor, eps: float = 1.0e-6) -> torch.Tensor
 
 
 def random_masking(B: int, L: int, mask_ratio: float, device=None,
-                   generator: torch.Generator | None = None):
-    """Per-sample random masking by sorting uniform noise.
+                   generator: torch.Generator | None = None,
+                   noise: torch.Tensor | None = None):
+    """Per-sample random masking by sorting uniform noise (drawn here, or given as (B, L), as
+    HuggingFace's ViTMAE takes it, so that two implementations can mask alike).
 
     -> ids_keep (B, L_keep), mask (B, L) with 1 = removed, ids_restore (B, L).
     """
     L_keep = int(L * (1 - mask_ratio))
-    generator = generator or rng.generator()
-    gen_device = generator.device if generator is not None else device
-    noise = torch.rand(B, L, generator=generator, device=gen_device).to(device)  # (B, L)
+    if noise is None:
+        generator = generator or rng.generator()
+        gen_device = generator.device if generator is not None else device
+        noise = torch.rand(B, L, generator=generator, device=gen_device).to(device)  # (B, L)
     ids_shuffle = noise.argsort(dim=1)  # ascending: small noise is kept
     ids_restore = ids_shuffle.argsort(dim=1)  # inverse permutation
     ids_keep = ids_shuffle[:, :L_keep]  # (B, L_keep)
@@ -78,7 +81,8 @@ class MaskedAutoencoder(nn.Module):
 
     def __init__(self, encoder: VisionTransformer, decoder_embed_dim: int = 512,
                  decoder_depth: int = 8, decoder_num_heads: int = 16,
-                 mask_ratio: float = 0.75, norm_pix_loss: bool = False):
+                 mask_ratio: float = 0.75, norm_pix_loss: bool = False,
+                 norm_eps: float = 1e-6):
         super().__init__()
         if encoder.num_prefix_tokens != 1:
             raise ValueError("MAE needs an encoder with a class token (model.class_token=true)")
@@ -92,8 +96,9 @@ class MaskedAutoencoder(nn.Module):
         pos = torch.cat([torch.zeros(1, decoder_embed_dim), sincos_2d(decoder_embed_dim, h, w)])
         self.register_buffer("decoder_pos_embed", pos.unsqueeze(0))  # (1, 1+L, Dd)
         self.decoder_blocks = nn.ModuleList(
-            Block(decoder_embed_dim, decoder_num_heads) for _ in range(decoder_depth))
-        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=1e-6)
+            Block(decoder_embed_dim, decoder_num_heads, norm_eps=norm_eps)
+            for _ in range(decoder_depth))
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=norm_eps)
         self.decoder_pred = nn.Linear(decoder_embed_dim, p * p * C)
         for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
             m.apply(init_weights)
@@ -132,12 +137,13 @@ class MaskedAutoencoder(nn.Module):
         return (per_patch * weight).sum() / weight.sum()
 
     def forward(self, imgs: torch.Tensor, mask_ratio: float | None = None,
-                generator: torch.Generator | None = None):
-        """imgs: (B, C, H, W) -> loss (scalar), pred (B, L, p*p*C), mask (B, L)."""
+                generator: torch.Generator | None = None, noise: torch.Tensor | None = None):
+        """imgs: (B, C, H, W), noise None or (B, L) -> loss (scalar), pred (B, L, p*p*C),
+        mask (B, L)."""
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         B = imgs.shape[0]
         L = self.grid_size[0] * self.grid_size[1]
-        ids_keep, mask, ids_restore = random_masking(B, L, ratio, imgs.device, generator)
+        ids_keep, mask, ids_restore = random_masking(B, L, ratio, imgs.device, generator, noise)
         latent = self.encoder.forward_features(imgs, ids_keep)  # (B, 1+L_keep, D)
         pred = self.forward_decoder(latent, ids_restore)  # (B, L, p*p*C)
         return self.loss(imgs, pred, mask), pred, mask
@@ -149,4 +155,5 @@ def build_mae(model_cfg, img_size, in_chans: int) -> MaskedAutoencoder:
     return MaskedAutoencoder(
         encoder, decoder_embed_dim=model_cfg.decoder_embed_dim,
         decoder_depth=model_cfg.decoder_depth, decoder_num_heads=model_cfg.decoder_num_heads,
-        mask_ratio=model_cfg.mask_ratio, norm_pix_loss=model_cfg.norm_pix_loss)
+        mask_ratio=model_cfg.mask_ratio, norm_pix_loss=model_cfg.norm_pix_loss,
+        norm_eps=model_cfg.norm_eps)

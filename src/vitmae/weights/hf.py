@@ -28,7 +28,7 @@ TOP = {"embeddings.cls_token": "cls_token", "embeddings.position_embeddings": "p
        "embeddings.patch_embeddings.projection": "patch_embed.proj", "layernorm": "norm",
        "classifier": "head"}
 ENC_BLOCK = re.compile(r"^(?:encoder\.layer|layers)\.(\d+)\.(.+)\.(weight|bias)$")
-DEC_BLOCK = re.compile(r"^decoder_layers\.(\d+)\.(.+)\.(weight|bias)$")
+DEC_BLOCK = re.compile(r"^(?:decoder_layers|decoder_encoder\.layer)\.(\d+)\.(.+)\.(weight|bias)$")
 DROPPED = ("pooler.", "vit.pooler.")
 
 

@@ -97,6 +97,8 @@ def _read_hf(folder: Path) -> Source:
     src = _split(files[0], "hf", common)
     src.arch["num_heads"] = int(config["num_attention_heads"])
     src.arch["norm_eps"] = float(config.get("layer_norm_eps", 1e-12))
+    if "decoder_num_attention_heads" in config:
+        src.arch["decoder_num_heads"] = int(config["decoder_num_attention_heads"])
     if src.arch["num_classes"]:
         id2label = config.get("id2label") or {}
         src.labels = [id2label.get(str(i), str(i)) for i in range(src.arch["num_classes"])]
@@ -171,6 +173,8 @@ def _read_vitmae(path: Path) -> Source:
         model = cfg.get("model", {})
         base = VARIANTS.get(model.get("arch"), {})
         src.arch["num_heads"] = model.get("num_heads") or base.get("num_heads")
+        if src.decoder and model.get("decoder_num_heads"):
+            src.arch["decoder_num_heads"] = model["decoder_num_heads"]
         for key in ("norm_eps", "pos_embed", "global_pool"):
             if key in model:
                 src.arch[key] = model[key]
