@@ -3,12 +3,10 @@
 glibc gives memory back to the kernel whenever more than its trim threshold lies free at the
 top of a heap, and serves large blocks from fresh mappings that are unmapped again on free. A
 training step frees and reallocates hundreds of MB of activations, so every step faults them
-back in page by page: 0.12-0.16 s of system time per second of a one-thread MAE step, 14% of
-the CPU time of one-thread `voc_seg` fine-tuning (see `benchmarks/RESULTS.md`). With no trim
-and no mappings, the freed blocks stay in the heap for the next step, as preloading jemalloc or
-tcmalloc (PyTorch's CPU performance advice) would do. Measured there: 12-21% more img/s for
-one-thread `voc_seg` fine-tuning at 10% more peak memory; nothing measurable with `run.shards`
-or two intra-op threads. Other C libraries are left as they are.
+back in page by page, which one-thread processes pay for in system time. With no trim and no
+mappings, the freed blocks stay in the heap for the next step, as preloading jemalloc or
+tcmalloc (PyTorch's CPU performance advice) would do; the cost is a higher peak. The figures
+are in docs/performance.md. Other C libraries are left as they are.
 """
 
 from __future__ import annotations

@@ -130,9 +130,10 @@ class RunConfig:
     shards: int = 1
     compile: bool = False  # torch.compile the model (GPU)
     # glibc: keep freed memory in the process instead of faulting a step's activations in
-    # again every step (vitmae.allocator: one-thread voc_seg fine-tuning 12-21% faster, at
-    # 10% more peak memory). false: glibc's own behaviour
-    keep_freed_memory: bool = True
+    # again every step (vitmae.allocator; one-thread CPU runs gain, at some peak memory).
+    # A process-wide setting, so off unless asked for: a notebook or a GPU job keeps glibc's
+    # own behaviour
+    keep_freed_memory: bool = False
 
 
 @dataclass

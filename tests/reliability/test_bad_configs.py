@@ -1,4 +1,4 @@
-"""Issue point 6: a bad config fails before any compute, naming the key; a checkpoint of another
+"""A bad config fails before any compute, naming the key; a checkpoint of another
 architecture lists the mismatched keys and shapes; another image size resamples the position
 embedding and says so."""
 

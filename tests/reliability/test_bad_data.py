@@ -1,4 +1,4 @@
-"""Issue point 5: bad data. Unreadable images, odd modes, tiny images, labels out of range,
+"""Bad data. Unreadable images, odd modes, tiny images, labels out of range,
 empty or missing folders: each is converted correctly or refused naming the file and what was
 expected; with data.skip_bad=true unreadable images are skipped and reported every epoch."""
 

@@ -1,4 +1,4 @@
-"""Issue point 2: checkpoints are atomic and verified. A truncated or corrupted file is named;
+"""Checkpoints are atomic and verified. A truncated or corrupted file is named;
 --resume falls back to the previous good checkpoint and says so; a save killed at any moment
 leaves a loadable checkpoint; keep_last is honoured; leftovers of killed saves are removed."""
 

@@ -1,4 +1,4 @@
-"""Issue point 8: a run folder that cannot be written is detected at start; a save that fails
+"""A run folder that cannot be written is detected at start; a save that fails
 (disk full) is reported, keeps the previous checkpoint, and stops the run cleanly (exit 2) so
 that it can be resumed once there is space: training on would only add work that cannot be
 saved."""

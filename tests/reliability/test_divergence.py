@@ -1,4 +1,4 @@
-"""Issue point 4: a non-finite loss stops the run (exit 3) with a message naming the step, the
+"""A non-finite loss stops the run (exit 3) with a message naming the step, the
 lr and the last good checkpoint; no checkpoint of non-finite weights is ever written."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue point 9: property-based tests. The config parser and overrides raise only ConfigError
+"""Property-based tests. The config parser and overrides raise only ConfigError
 on any input; patchify / random_masking hold for random shapes; decoding mutated PNG and JPEG
 (and BMP) files gives an RGB image or BadImageError, nothing else."""
 

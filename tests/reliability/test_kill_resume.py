@@ -1,4 +1,4 @@
-"""Issue point 1: a run killed with SIGKILL at an arbitrary step and resumed with --resume ends
+"""A run killed with SIGKILL at an arbitrary step and resumed with --resume ends
 bit-identical to an uninterrupted run (weights and metrics.jsonl), with 0 or 1 workers.
 
 Both killed runs are compared with the same reference (num_workers=0): the data order and

@@ -1,4 +1,4 @@
-"""Issue point 3: SIGTERM or Ctrl-C finishes the step, writes a checkpoint, says where it is and
+"""SIGTERM or Ctrl-C finishes the step, writes a checkpoint, says where it is and
 how to resume, exits 128 + signal; the run then resumes exactly. Under DDP every rank stops."""
 
 from __future__ import annotations

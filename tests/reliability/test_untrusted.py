@@ -1,4 +1,4 @@
-"""Issue point 7: a checkpoint (or data file) that needs arbitrary unpickling is refused with an
+"""A checkpoint (or data file) that needs arbitrary unpickling is refused with an
 explanation, and the code it carries never runs."""
 
 from __future__ import annotations

@@ -22,12 +22,8 @@ def register_task(name: str):
 
 def build_task(name: str, **kwargs):
     # Import the task modules so that they register themselves.
-    from vitmae.tasks import classify, pretrain  # noqa: F401
+    from vitmae.tasks import classify, multilabel, pretrain, segment  # noqa: F401
 
-    try:
-        from vitmae.tasks import multilabel, segment  # noqa: F401
-    except ImportError:
-        pass
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
     return TASKS[name](**kwargs)

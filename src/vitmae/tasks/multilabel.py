@@ -6,7 +6,7 @@ says how many classes were averaged). To keep the state additive across DDP rank
 computed from per-class histograms of sigmoid scores (`vitmae.metrics.score_histograms`):
 with 10,000 bins it agrees with scikit-learn's `average_precision_score` to ~1e-4.
 Beside it: per-label accuracy and exact-match accuracy at a 0.5 threshold, and the
-per-label accuracy of the all-negative predictor (VOC: ~92%, the bar any model must clear).
+per-label accuracy of the all-negative predictor (the bar any model must clear).
 """
 
 from __future__ import annotations
