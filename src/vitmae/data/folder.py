@@ -2,9 +2,8 @@
 
 Classes are the sorted sub-folder names (as ImageFolder). Images are decoded with Pillow,
 converted to RGB (`data.checks.open_image`: any mode, 16-bit scaled) and normalized with
-the ImageNet mean/std (what pretrained ViTs expect). With `data.skip_bad`, an unreadable
-image is skipped (the next one is returned) and recorded in a `SkipLog` shared with the
-DataLoader workers: `bad_files` lists them, `take_skipped()` hands them to the engine.
+the ImageNet mean/std (what pretrained ViTs expect); one that cannot be decoded raises a
+BadImageError naming it (skipped under `data.skip_bad`, `data.skip`).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vitmae.config import DataConfig
-from vitmae.data.checks import BadImageError, SkipLog, open_image
+from vitmae.data.checks import open_image
 from vitmae.data.registry import norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD, folder_transform
@@ -35,15 +34,13 @@ def scan_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
 class ImageFolderDataset(Dataset):
     """Items: (img (3, img_size, img_size) float32, class index)."""
 
-    def __init__(self, folder: Path, transform: Callable, skip_bad: bool = False):
+    def __init__(self, folder: Path, transform: Callable):
         self.folder = Path(folder)
         self.classes, self.samples = scan_folder(self.folder)
         if not self.samples:
             raise FileNotFoundError(f"{self.folder}: no images in class sub-folders (expected "
                                     f"{self.folder}/<class>/*{'|'.join(IMG_EXTENSIONS)})")
         self.transform = transform
-        self.skip_bad = skip_bad
-        self.skipped = SkipLog() if skip_bad else None
         self.num_classes = len(self.classes)
         self.in_chans = 3
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
@@ -51,28 +48,12 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    @property
-    def bad_files(self) -> list[str]:
-        return [p for p, _ in self.skipped.seen()] if self.skipped else []
-
-    def take_skipped(self) -> list[tuple[str, str]]:
-        """(path, reason) of the files skipped since the last call."""
-        return self.skipped.take() if self.skipped else []
+    def files(self, i: int) -> list[Path]:
+        return [self.samples[i][0]]
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        for j in range(len(self.samples)):
-            path, target = self.samples[(i + j) % len(self.samples)]
-            try:
-                img = open_image(path)
-            except BadImageError as e:
-                if self.skipped is None:
-                    raise BadImageError(f"{e}; pass data.skip_bad=true to skip unreadable "
-                                        f"images") from e
-                self.skipped.add(path, str(e))
-                continue
-            return self.transform(img), target
-        raise BadImageError(f"{self.folder}: no readable image ({len(self.bad_files)} "
-                            f"unreadable)")
+        path, target = self.samples[i]
+        return self.transform(open_image(path)), target
 
 
 @register_dataset("folder")
@@ -82,7 +63,6 @@ def build_folder(cfg: DataConfig, split: str, train: bool) -> ImageFolderDataset
         raise missing_data_error(f"image folder split '{split}' (layout <root>/{split}/<class>/"
                                  f"*.jpg)", [folder], download=False)
     mean, std = norm_stats(cfg, IMAGENET_MEAN, IMAGENET_STD)
-    ds = ImageFolderDataset(folder, folder_transform(cfg.img_size, mean, std, train),
-                            cfg.skip_bad)
+    ds = ImageFolderDataset(folder, folder_transform(cfg.img_size, mean, std, train))
     ds.mean, ds.std = mean, std
     return ds
