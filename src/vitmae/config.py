@@ -73,6 +73,10 @@ class DataConfig:
     # skip bad files (unreadable or missing images, masks with values that are not classes)
     # and report them each epoch, instead of stopping; a bad item is replaced by the next one
     skip_bad: bool = False
+    # image folders: an empty class folder, or a class folder in one split only, stops the
+    # run (class indices would differ between splits); true: go on, with the union of both
+    # splits' class folders as the classes
+    allow_class_mismatch: bool = False
     seg_digits: int = 3  # mnist_seg composite: at most this many digits per canvas
     seg_threshold: int = 128  # mnist_seg: a pixel above this intensity (0-255) is the digit
     seed: int = 0  # seed of generated data sets (mnist_seg canvases, digits split)
