@@ -61,7 +61,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"  # digits | mnist | fashion_mnist | cifar10 | folder | mnist_seg | ...
+    dataset: str = "digits"  # digits | mnist | fashion_mnist | cifar10 | folder | seg_folder | ...
     root: str | None = None  # None: $VITMAE_DATA, else ./data
     img_size: int = 16  # images are resized to img_size x img_size
     batch_size: int = 64  # per process
