@@ -57,7 +57,7 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> SkipBad:
     dataset's mean/std. With `cfg.subset` and train=True, only the first `subset` items. A
     bad item raises naming its file, or with `cfg.skip_bad` is replaced by the next good one.
     """
-    ds = build_plain(cfg, split, train)
+    ds = builder_of(cfg)(cfg, split, train)  # called here: warnings point at our caller
     if train and cfg.subset is not None:
         ds = FirstItems(ds, cfg.subset)
     return SkipBad(ds, cfg.skip_bad)
@@ -65,10 +65,14 @@ def build_dataset(cfg: DataConfig, split: str, train: bool) -> SkipBad:
 
 def build_plain(cfg: DataConfig, split: str, train: bool) -> Dataset:
     """The registered builder's data set as it is: every item, a bad one raises."""
+    return builder_of(cfg)(cfg, split, train)
+
+
+def builder_of(cfg: DataConfig) -> Builder:
     if cfg.dataset not in DATASETS:
         raise ValueError(f"data.dataset: unknown data set '{cfg.dataset}' "
                          f"(registered: {', '.join(sorted(DATASETS))})")
-    return DATASETS[cfg.dataset](cfg, split, train)
+    return DATASETS[cfg.dataset]
 
 
 def check_split(split: str, valid: tuple[str, ...], name: str) -> None:
