@@ -143,3 +143,20 @@ def test_finetune_and_evaluate_through_the_cli_name_predictions_by_file(tmp_path
     for name, (H, W) in SIZES.items():
         with Image.open(tmp_path / "pred" / f"{name}.png") as im:
             assert im.size == (W, H) and im.mode == "P"
+
+
+@pytest.mark.parametrize("mode", ["1", "I;16"])
+def test_one_bit_and_16_bit_index_masks_are_read_and_checked(tmp_path, mode):
+    write_split(tmp_path, "train", palette=True)
+    path = tmp_path / "train" / "masks" / "b.png"
+    values = np.zeros((9, 9), np.uint16)
+    values[2:5, 2:5] = 1
+    Image.fromarray(values.astype(bool) if mode == "1" else values).save(path)
+    assert Image.open(path).mode == mode
+    ds = build_dataset(cfg(tmp_path), "train", False)
+    assert torch.equal(ds[1][1][:9, :9], torch.from_numpy(values).long())
+    if mode == "I;16":
+        values[0, 0] = 300
+        Image.fromarray(values).save(path)
+        with pytest.raises(BadMaskError, match=f"{path}: mask values 300 are outside"):
+            ds[1]

@@ -111,18 +111,26 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 
 def read_mask_array(path: str | Path) -> np.ndarray:
     """An index PNG (grey 'L', 1-bit or 16-bit) or palette PNG ('P': the palette index is
-    the class) -> (H, W) int64 class indices, unchecked; BadMaskError for a colour image."""
+    the class) -> (H, W) integer class indices (uint8 for 'P' and 'L'), unchecked;
+    BadMaskError for a colour image."""
     with _decoded(path) as im:
         if im.mode not in MASK_MODES:
             raise BadMaskError(f"{path}: a mask must be a palette (P) or grey index (L) PNG "
                                f"whose values are the classes, found mode {im.mode}", path)
-        return np.asarray(im).astype(np.int64)
+        return np.asarray(im)
+
+
+def mask_values(mask: np.ndarray) -> np.ndarray:
+    """The distinct values of an integer (H, W) mask, sorted."""
+    if mask.dtype == np.uint8:  # a histogram, not np.unique's sort: this runs on every read
+        return np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    return np.unique(mask).astype(np.int64)
 
 
 def check_mask(mask: np.ndarray, num_classes: int, path: str | Path) -> None:
     """BadMaskError naming `path`, the bad values and the valid range if any value of `mask`
     is neither a class 0..num_classes-1 nor IGNORE."""
-    values = np.unique(mask)
+    values = mask_values(mask)
     bad = values[((values < 0) | (values >= num_classes)) & (values != IGNORE)]
     if bad.size:
         shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
@@ -34,9 +35,9 @@ def read_image(path: Path) -> tv_tensors.Image:
 def read_mask(path: Path, num_classes: int = 255) -> Tensor:
     """An index or palette PNG -> (H0, W0) uint8 class indices, each in 0..num_classes-1 or
     255; BadMaskError naming the file and the bad values otherwise."""
-    mask = read_mask_array(path)  # (H0, W0) int64
+    mask = read_mask_array(path)  # (H0, W0) integer
     check_mask(mask, num_classes, path)
-    return torch.from_numpy(mask.astype("uint8"))
+    return torch.from_numpy(mask.astype(np.uint8))
 
 
 def png_size(path: Path) -> tuple[int, int] | None:
