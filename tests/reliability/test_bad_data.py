@@ -204,16 +204,23 @@ def test_a_voc_mask_value_that_is_no_class_stops_the_run_naming_the_mask(tmp_pat
     assert f"{mask}: mask values 21 are outside the classes 0..20" in err
 
 
-def test_skip_bad_skips_a_truncated_voc_photo_and_records_it(tmp_path, capsys):
+def test_skip_bad_skips_truncated_voc_photos_in_both_splits_and_records_them(tmp_path, capsys):
     from test_seg_voc import VOC_DIR, write_voc
 
     write_voc(tmp_path / "data")
-    photo = tmp_path / "data" / VOC_DIR / "JPEGImages" / "2007_000001.jpg"
-    photo.write_bytes(photo.read_bytes()[:200])
+    photos = [tmp_path / "data" / VOC_DIR / "JPEGImages" / f"{id_}.jpg"
+              for id_ in ("2007_000001", "2007_000004")]  # in mini_train; in mini_val
+    for photo in photos:
+        photo.write_bytes(photo.read_bytes()[:200])
     code = main(_voc_finetune(tmp_path / "data", tmp_path, "data.skip_bad=true"))
     out = capsys.readouterr().out
     assert code == 0
     assert "epoch 1: skipped 1 bad file in train (data.skip_bad)" in out
+    assert "epoch 1: skipped 1 bad file in val (data.skip_bad)" in out
     recs = [json.loads(x) for x in (tmp_path / "voc" / "metrics.jsonl").read_text().splitlines()]
     assert [(r["split"], r["skipped_files"], r["skipped"]) for r in recs
-            if "skipped_files" in r] == [("train", 1, [str(photo)])]
+            if "skipped_files" in r] == [("train", 1, [str(photos[0])]),
+                                         ("val", 1, [str(photos[1])])]
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "voc"), "data.skip_bad=true"])
+    out = capsys.readouterr().out
+    assert code == 0 and "skipped 1 bad file (data.skip_bad)" in out and str(photos[1]) in out
