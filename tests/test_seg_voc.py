@@ -11,7 +11,8 @@ from PIL import Image
 
 from vitmae.config import DataConfig
 from vitmae.data import build_dataset
-from vitmae.data.checks import BadImageError
+from vitmae.data.checks import BadImageError, BadLabelError, BadMaskError, MissingFileError
+from vitmae.data.registry import build_plain
 from vitmae.data.voc import CLASSES, VOC_DIR, read_image, read_mask
 from vitmae.seg_visualize import save_palette_png, voc_palette
 
@@ -133,6 +134,80 @@ def test_missing_images_fail_at_start_naming_them(voc_root, dataset):
         build_dataset(cfg(root, dataset), "with_missing", True)
     with pytest.raises(FileNotFoundError, match="mini_train, mini_val, with_missing"):
         build_dataset(cfg(root, dataset), "nonexistent", True)
+
+
+def set_mask(root: Path, id_: str, value: int) -> Path:
+    """Paint `value` into the top-left corner of the mask of `id_`; -> its path."""
+    path = root / VOC_DIR / "SegmentationClass" / f"{id_}.png"
+    mask = read_mask(path).clone()
+    mask[:3, :3] = value
+    save_palette_png(mask, path)
+    return path
+
+
+@pytest.mark.parametrize("train, split, i", [(True, "mini_train", 1), (False, "mini_val", 0)])
+def test_a_mask_value_that_is_no_class_is_refused_naming_the_mask(tmp_path, train, split, i):
+    write_voc(tmp_path)
+    path = set_mask(tmp_path, "2007_000002", 21)  # the common off-by-one of home-made masks
+    ds = build_dataset(cfg(tmp_path), split, train)
+    with pytest.raises(BadMaskError, match=r"mask values 21 are outside the classes 0\.\.20") \
+            as e:
+        ds[i]
+    assert str(path) in str(e.value) and "data.skip_bad=true" in str(e.value)
+
+
+def test_multilabel_targets_from_a_bad_mask_or_xml_are_refused_naming_the_file(tmp_path):
+    write_voc(tmp_path)
+    path = set_mask(tmp_path, "2007_000001", 40)  # no XML: labels come from the mask
+    ds = build_dataset(cfg(tmp_path, "voc_cls"), "mini_train", False)
+    with pytest.raises(BadMaskError, match="mask values 40") as e:
+        ds[0]
+    assert str(path) in str(e.value)
+    xml = tmp_path / VOC_DIR / "Annotations" / "2007_000002.xml"
+    xml.write_text("<annotation><object><name>unicorn</name></object></annotation>")
+    with pytest.raises(BadLabelError, match=r"unknown VOC class names \['unicorn'\]"):
+        ds[1]
+    xml.write_text("<annotation><object>")
+    with pytest.raises(BadLabelError, match=f"{xml}: not a readable VOC annotation"):
+        ds[1]
+
+
+def test_a_mask_whose_size_differs_from_its_photo_is_named(tmp_path):
+    write_voc(tmp_path)
+    path = tmp_path / VOC_DIR / "SegmentationClass" / "2007_000003.png"
+    save_palette_png(torch.zeros(24, 23, dtype=torch.long), path)
+    ds = build_dataset(cfg(tmp_path), "mini_train", True)
+    with pytest.raises(BadMaskError, match=r"mask \(24, 23\) and photo .* \(24, 24\) differ"):
+        ds[2]
+
+
+def test_skip_bad_skips_a_truncated_photo_or_a_bad_mask(tmp_path):
+    write_voc(tmp_path)
+    photo = tmp_path / VOC_DIR / "JPEGImages" / "2007_000002.jpg"
+    photo.write_bytes(photo.read_bytes()[:200])
+    with pytest.raises(BadImageError, match="2007_000002.jpg"):
+        build_dataset(cfg(tmp_path), "mini_val", False)[0]
+    ds = build_dataset(DataConfig(dataset="voc_seg", root=str(tmp_path), img_size=16,
+                                  skip_bad=True), "mini_val", False)
+    assert all(torch.equal(a, b) for a, b in zip(ds[0], ds[1], strict=True))  # the next item
+    mask = set_mask(tmp_path, "2007_000003", 99)
+    train = build_dataset(DataConfig(dataset="voc_seg", root=str(tmp_path), img_size=16,
+                                     skip_bad=True), "mini_train", True)
+    assert all(train[i][1].shape == (16, 16) for i in range(3))
+    assert train.bad_files == [str(photo), str(mask)]
+
+
+def test_skip_bad_lets_listed_ids_without_a_photo_be_skipped(tmp_path):
+    write_voc(tmp_path)
+    ds = build_dataset(DataConfig(dataset="voc_seg", root=str(tmp_path), img_size=16,
+                                  skip_bad=True), "with_missing", False)
+    assert len(ds) == 3 and ds[1][2].tolist() == list(SIZES["2007_000004"])
+    (path, reason), = ds.take_skipped()
+    assert path == str(tmp_path / VOC_DIR / "JPEGImages" / "2008_999999.jpg")
+    assert "no such file" in reason
+    with pytest.raises(MissingFileError, match="2008_999999.jpg: no such file"):
+        build_plain(DataConfig(dataset="voc_seg", root=str(tmp_path), img_size=16,
+                               skip_bad=True), "with_missing", False)[1]  # as check-data sees
 
 
 @pytest.mark.data

@@ -6,6 +6,7 @@
     vitmae visualize --checkpoint RUN_OR_CKPT [-c PRESET] [--out PNG] [key.sub=value ...]
     vitmae config    -c PRESET [key.sub=value ...]
     vitmae export    RUN_OR_CKPT --to timm|hf|mae OUT
+    vitmae check-data -c PRESET [key.sub=value ...] [--workers N]
     vitmae demo      [key.sub=value ...]
 
 PRESET is a YAML file or the name of a built-in preset (`vitmae config -c digits`). With
@@ -38,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     helps = {"pretrain": "MAE pretraining", "finetune": "fine-tune (or train from scratch) "
              "for classify / segment / multilabel", "evaluate": "metrics of a fine-tuned "
              "checkpoint; last line is JSON", "visualize": "MAE reconstruction or segmentation "
-             "picture", "config": "print the resolved config", "demo": "pretrain, fine-tune, "
+             "picture", "config": "print the resolved config", "check-data": "read every item of "
+             "the train and evaluation splits once and report bad files, bad masks, classes "
+             "and duplicates; exit 1 if anything is wrong", "demo": "pretrain, fine-tune, "
              "evaluate and visualize on the built-in digits data"}
     for name, text in helps.items():
         p = sub.add_parser(name, help=text, description=text)
@@ -52,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="run folder, ckpt-* folder or .safetensors file")
         if name == "visualize":
             p.add_argument("--out", help="PNG path (default: <run>/visualize.png)")
+        if name == "check-data":
+            p.add_argument("--workers", type=int, metavar="N", help="processes that read the "
+                           "files (default: the CPU count, at most 8; 0: this process)")
         if name == "evaluate":
             p.add_argument("--save-predictions", metavar="DIR", help="segmentation: also write "
                            "each test prediction to DIR as a VOC palette PNG (<id>.png)")
@@ -117,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
             out = args.out or (run_dir_of(args.checkpoint) or Path(".")) / "visualize.png"
             print(f"wrote {run_visualize(cfg, args.checkpoint, out)}")
+        elif args.command == "check-data":
+            from vitmae.check_data import run_check_data
+
+            return run_check_data(cfg, args.workers)
         elif args.command == "demo":
             from vitmae.demo import run_demo
 

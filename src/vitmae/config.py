@@ -61,7 +61,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "digits"  # digits | mnist | fashion_mnist | cifar10 | folder | mnist_seg | ...
+    dataset: str = "digits"  # digits | mnist | fashion_mnist | cifar10 | folder | seg_folder | ...
     root: str | None = None  # None: $VITMAE_DATA, else ./data
     img_size: int = 16  # images are resized to img_size x img_size
     batch_size: int = 64  # per process
@@ -70,7 +70,13 @@ class DataConfig:
     val_split: str = "test"
     subset: int | None = None  # use only the first N training images (quick checks)
     download: bool = False  # use torchvision's downloaders for missing files (needs internet)
-    skip_bad: bool = False  # skip unreadable images and report them, instead of failing
+    # skip bad files (unreadable or missing images, masks with values that are not classes)
+    # and report them each epoch, instead of stopping; a bad item is replaced by the next one
+    skip_bad: bool = False
+    # image folders: an empty class folder, or a class folder in one split only, stops the
+    # run (class indices would differ between splits); true: go on, with the union of both
+    # splits' class folders as the classes
+    allow_class_mismatch: bool = False
     seg_digits: int = 3  # mnist_seg composite: at most this many digits per canvas
     seg_threshold: int = 128  # mnist_seg: a pixel above this intensity (0-255) is the digit
     seed: int = 0  # seed of generated data sets (mnist_seg canvases, digits split)

@@ -164,6 +164,7 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
         sharded = ShardedStep(run_cfg.shards)
 
     prog, meter, metrics = Progress(), {}, {}
+    named: set[str] = set()  # files that data.skip_bad skipped, already named in the log
     if resume is not None:
         state = load_state(resume)
         unwrap(model).load_state_dict(read_weights(resume / "model.safetensors"))
@@ -262,11 +263,12 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
                 bar.update(1)
             bar.close()
             prog.epoch, prog.batch = prog.epoch + 1, 0
-            _report_skipped(train_set, prog, run, log)
+            _report_skipped(train_set, "train", prog, run, log, named)
             if val_set is not None and (prog.epoch % run_cfg.eval_interval == 0
                                         or prog.epoch == optim_cfg.epochs):
                 metrics = evaluate(model, task, val_set, B, device, data_cfg.num_workers,
                                    run_cfg.amp)
+                _report_skipped(val_set, "val", prog, run, log, named)
                 run.log({"epoch": prog.epoch, "step": prog.step, "split": "val", **metrics})
                 log(f"epoch {prog.epoch}: " + _summary(metrics))
             checkpoint()
@@ -286,17 +288,24 @@ def _check_finite(model: nn.Module, prog: Progress, last_ckpt: Path | None) -> N
                 "Lower the lr or raise warmup_epochs.")
 
 
-def _report_skipped(train_set, prog: Progress, run: RunDir, log) -> None:
-    """Log and record the files `data.skip_bad` skipped this epoch (if the data set keeps a
-    list: `take_skipped() -> [(path, reason)]`)."""
-    take = getattr(train_set, "take_skipped", None)
+def _report_skipped(dataset, split: str, prog: Progress, run: RunDir, log,
+                    named: set[str]) -> None:
+    """Log and record the files `data.skip_bad` skipped in `dataset` since the last call
+    (`take_skipped() -> [(path, reason)]`, see `vitmae.data.skip`): each file is named with
+    its reason the first time (`named` holds those already named), counted every epoch."""
+    take = getattr(dataset, "take_skipped", None)
     skipped = take() if take is not None else []
     if not skipped:
         return
-    names = ", ".join(p for p, _ in skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+    new = [(p, r) for p, r in skipped if p not in named]
+    named.update(p for p, _ in new)
+    for p, reason in new[:10]:
+        log(f"skipped {p}: {reason}")
+    more = f"; {len(new) - 10} more are named in metrics.jsonl" if len(new) > 10 else ""
     files = "file" if len(skipped) == 1 else "files"
-    log(f"epoch {prog.epoch}: skipped {len(skipped)} unreadable {files} (data.skip_bad): {names}")
-    run.log({"epoch": prog.epoch, "step": prog.step, "split": "train",
+    log(f"epoch {prog.epoch}: skipped {len(skipped)} bad {files} in {split} "
+        f"(data.skip_bad){more}")
+    run.log({"epoch": prog.epoch, "step": prog.step, "split": split,
              "skipped_files": len(skipped), "skipped": [p for p, _ in skipped]})
 
 

@@ -61,6 +61,11 @@ def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None
     ev = run_evaluator(model, task, ds, cfg.data.batch_size, device, cfg.data.num_workers,
                        cfg.run.amp, evaluator)
     result = ev.result()
+    skipped = ds.take_skipped()  # under data.skip_bad: replaced by the next good item
+    if skipped:
+        files = "file" if len(skipped) == 1 else "files"
+        log(f"skipped {len(skipped)} bad {files} (data.skip_bad), each replaced by the next "
+            f"item: " + "; ".join(f"{p}: {r}" for p, r in skipped))
     if predictions_dir is not None:
         log(f"wrote {result['n']} palette PNGs to {predictions_dir}")
     run = run_dir_of(checkpoint) or Path(cfg.run.output_dir)

@@ -169,7 +169,9 @@ def test_skip_bad_reports_skipped_files_every_epoch(tmp_path, capsys):
     assert code == 0
     paths = sorted(str(root / "train" / "a" / name) for name in bad)
     for epoch in (1, 2):  # reported by the main process although a worker hit them
-        assert f"epoch {epoch}: skipped 2 unreadable files (data.skip_bad)" in out
+        assert f"epoch {epoch}: skipped 2 bad files in train (data.skip_bad)" in out
+    for path in paths:  # each named once, with the reason, the first time it is skipped
+        assert out.count(f"skipped {path}: cannot read image") == 1
     recs = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     skipped = [r for r in recs if "skipped_files" in r]
     assert [(r["epoch"], r["skipped_files"], sorted(r["skipped"])) for r in skipped] == [
@@ -182,3 +184,43 @@ def test_without_skip_bad_an_unreadable_image_stops_the_run_naming_it(tmp_path, 
     err = capsys.readouterr().err
     assert code == 2
     assert str(root / "train" / "a" / "text.jpg") in err and "data.skip_bad=true" in err
+
+
+def _voc_finetune(root, out, *extra):
+    return ["finetune", "-c", "voc_seg", "model.arch=vit_micro_patch4", "model.seg_head=linear",
+            f"data.root={root}", "data.img_size=16", "data.batch_size=3", "data.num_workers=0",
+            "data.train_split=mini_train", "data.val_split=mini_val", "finetune.epochs=1",
+            "run.threads=1", f"run.output_dir={out}", "run.name=voc", *extra]
+
+
+def test_a_voc_mask_value_that_is_no_class_stops_the_run_naming_the_mask(tmp_path, capsys):
+    from test_seg_voc import set_mask, write_voc
+
+    write_voc(tmp_path / "data")
+    mask = set_mask(tmp_path / "data", "2007_000003", 21)  # was: IndexError in the loss
+    code = main(_voc_finetune(tmp_path / "data", tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{mask}: mask values 21 are outside the classes 0..20" in err
+
+
+def test_skip_bad_skips_truncated_voc_photos_in_both_splits_and_records_them(tmp_path, capsys):
+    from test_seg_voc import VOC_DIR, write_voc
+
+    write_voc(tmp_path / "data")
+    photos = [tmp_path / "data" / VOC_DIR / "JPEGImages" / f"{id_}.jpg"
+              for id_ in ("2007_000001", "2007_000004")]  # in mini_train; in mini_val
+    for photo in photos:
+        photo.write_bytes(photo.read_bytes()[:200])
+    code = main(_voc_finetune(tmp_path / "data", tmp_path, "data.skip_bad=true"))
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "epoch 1: skipped 1 bad file in train (data.skip_bad)" in out
+    assert "epoch 1: skipped 1 bad file in val (data.skip_bad)" in out
+    recs = [json.loads(x) for x in (tmp_path / "voc" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["split"], r["skipped_files"], r["skipped"]) for r in recs
+            if "skipped_files" in r] == [("train", 1, [str(photos[0])]),
+                                         ("val", 1, [str(photos[1])])]
+    code = main(["evaluate", "--checkpoint", str(tmp_path / "voc"), "data.skip_bad=true"])
+    out = capsys.readouterr().out
+    assert code == 0 and "skipped 1 bad file (data.skip_bad)" in out and str(photos[1]) in out

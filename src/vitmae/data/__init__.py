@@ -5,7 +5,15 @@ its `mean`/`std`, and has `num_classes`, `in_chans`, `classes`, `mean`, `std`. A
 family registers its builders with `@register_dataset(name)` in its own file, imported here.
 """
 
-from vitmae.data import cifar, digits, folder, mnist, mnist_seg, voc  # noqa: F401  (register)
+from vitmae.data import (  # noqa: F401  (register)
+    cifar,
+    digits,
+    folder,
+    mnist,
+    mnist_seg,
+    seg_folder,
+    voc,
+)
 from vitmae.data.registry import DATASETS, build_dataset, register_dataset
 from vitmae.data.root import data_root
 

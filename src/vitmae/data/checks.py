@@ -1,19 +1,20 @@
-"""Bad data: decoding untrusted files, checking labels, and recording the files skipped.
+"""Bad data: decoding untrusted files and checking labels and masks.
 
-Every failure names the file and what was expected. `open_image` turns any Pillow mode into
-RGB or L (16- and 32-bit grayscale are scaled to 8 bits, not clipped to white as
-`Image.convert` does); anything Pillow cannot decode raises `BadImageError`, an OSError.
-`safe_pickle_load` reads pickled data files (CIFAR batches) with an allow-list of globals,
-so that a crafted file cannot run code. `SkipLog` collects what `data.skip_bad` skipped,
-across DataLoader worker processes.
+Every failure names the file and what was expected. A bad item raises a `BadDataError`
+(its `path` the file at fault), the one kind of error that `data.skip_bad` skips
+(`vitmae.data.skip`) and `vitmae check-data` reports: `MissingFileError`, `BadImageError`
+(anything Pillow cannot decode), `BadMaskError` and `BadLabelError`. `open_image` turns any
+Pillow mode into RGB or L (16- and 32-bit grayscale are scaled to 8 bits, not clipped to
+white as `Image.convert` does); `read_mask_array` reads an index or palette PNG and
+`check_mask` its values. `safe_pickle_load` reads pickled data files (CIFAR batches) with an
+allow-list of globals, so that a crafted file cannot run code.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
-import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,8 +22,32 @@ import numpy as np
 from PIL import Image
 
 
-class BadImageError(OSError):
+class BadDataError(ValueError):
+    """One item of a data set is unusable; `path` names the file at fault."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+
+
+class MissingFileError(BadDataError, FileNotFoundError):
+    """A file that an item needs is not there."""
+
+
+class BadImageError(BadDataError, OSError):
     """An image file that cannot be decoded."""
+
+
+class BadMaskError(BadDataError):
+    """A segmentation mask of the wrong kind, size or values."""
+
+
+class BadLabelError(BadDataError):
+    """A label or annotation file with a class outside the data set's classes."""
+
+
+IGNORE = 255  # the void label of segmentation masks (VOC), ignored by loss and metrics
+MASK_MODES = ("P", "L", "1", "I;16", "I")  # palette (index = class), 8/1/16-bit index images
 
 
 # 16-bit modes have a known range; "I" (32-bit) and "F" (float) do not, see `_to_8bit`.
@@ -33,18 +58,34 @@ def open_image(path: str | Path, mode: str = "RGB") -> Image.Image:
     """Decode `path` completely and convert it to `mode` ("RGB" or "L").
 
     Alpha is dropped (as torchvision's ImageFolder does); palette, CMYK, 1-bit and
-    grayscale images are converted. Raises BadImageError naming the file otherwise.
+    grayscale images are converted. Raises MissingFileError or BadImageError naming the
+    file otherwise.
     """
-    try:
-        with Image.open(path) as im:
-            im.load()  # Image.open only reads the header; truncation shows up here
+    with _decoded(path) as im:
+        try:
             return _convert(im, mode)
+        except (ValueError, OSError) as e:  # a mode Pillow cannot convert (e.g. LAB)
+            raise BadImageError(f"cannot convert image {path} from mode {im.mode} to {mode}: "
+                                f"{e}", path) from e
+
+
+@contextmanager
+def _decoded(path: str | Path) -> Iterator[Image.Image]:
+    """The fully decoded Pillow image of `path`; MissingFileError or BadImageError naming
+    the file."""
+    try:
+        im = Image.open(path)
+        im.load()  # Image.open only reads the header; truncation shows up here
     except MemoryError:
         raise
+    except FileNotFoundError as e:
+        raise MissingFileError(f"{path}: no such file", path) from e
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError, struct.error,
         # DecompressionBombError, ... on hostile input; all mean "not a usable image"
         raise BadImageError(f"cannot read image {path}: {type(e).__name__}: {e} (expected an "
-                            f"image file that Pillow can decode)") from e
+                            f"image file that Pillow can decode)", path) from e
+    with im:
+        yield im
 
 
 def _convert(im: Image.Image, mode: str) -> Image.Image:
@@ -66,6 +107,35 @@ def _to_8bit(im: Image.Image) -> Image.Image:
         a = a * 255.0
     a = np.nan_to_num(a, nan=0.0)
     return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+
+
+def read_mask_array(path: str | Path) -> np.ndarray:
+    """An index PNG (grey 'L', 1-bit or 16-bit) or palette PNG ('P': the palette index is
+    the class) -> (H, W) integer class indices (uint8 for 'P' and 'L'), unchecked;
+    BadMaskError for a colour image."""
+    with _decoded(path) as im:
+        if im.mode not in MASK_MODES:
+            raise BadMaskError(f"{path}: a mask must be a palette (P) or grey index (L) PNG "
+                               f"whose values are the classes, found mode {im.mode}", path)
+        return np.asarray(im)
+
+
+def mask_values(mask: np.ndarray) -> np.ndarray:
+    """The distinct values of an integer (H, W) mask, sorted."""
+    if mask.dtype == np.uint8:  # a histogram, not np.unique's sort: this runs on every read
+        return np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    return np.unique(mask).astype(np.int64)
+
+
+def check_mask(mask: np.ndarray, num_classes: int, path: str | Path) -> None:
+    """BadMaskError naming `path`, the bad values and the valid range if any value of `mask`
+    is neither a class 0..num_classes-1 nor IGNORE."""
+    values = mask_values(mask)
+    bad = values[((values < 0) | (values >= num_classes)) & (values != IGNORE)]
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
+        raise BadMaskError(f"{path}: mask values {shown} are outside the classes "
+                           f"0..{num_classes - 1} (and {IGNORE}, ignored)", path)
 
 
 def check_labels(labels: np.ndarray, num_classes: int, source: str | Path) -> None:
@@ -96,47 +166,3 @@ class _DataUnpickler(pickle.Unpickler):
 def safe_pickle_load(f: IO[bytes], encoding: str = "ASCII") -> Any:
     """pickle.load restricted to plain data and numpy arrays."""
     return _DataUnpickler(f, encoding=encoding).load()
-
-
-class SkipLog:
-    """Files skipped under `data.skip_bad`, seen by the main process and its DataLoader
-    workers alike: a worker is another process, so a list attribute would stay there. Lines
-    `path<TAB>reason` are appended to a temporary file (small appends are atomic on POSIX)
-    that the main process reads."""
-
-    def __init__(self):
-        fd, name = tempfile.mkstemp(prefix="vitmae-skipped-", suffix=".tsv")
-        os.close(fd)
-        self.path = name
-        weakref.finalize(self, _remove, name)  # in the creating process only
-
-    def add(self, path: str | Path, reason: str) -> None:
-        line = f"{path}\t{' '.join(reason.split())}\n"
-        with open(self.path, "a") as f:
-            f.write(line)
-
-    def seen(self) -> list[tuple[str, str]]:
-        """(path, reason) of every skipped file, each once, in the order first skipped."""
-        try:
-            with open(self.path) as f:
-                rows = [line.rstrip("\n").split("\t", 1) for line in f if "\t" in line]
-        except FileNotFoundError:
-            return []
-        first: dict[str, str] = {}
-        for p, r in rows:
-            first.setdefault(p, r)
-        return list(first.items())
-
-    def take(self) -> list[tuple[str, str]]:
-        """`seen()`, then forget them (called at the end of each epoch)."""
-        rows = self.seen()
-        with open(self.path, "w"):
-            pass
-        return rows
-
-
-def _remove(name: str) -> None:
-    try:
-        os.remove(name)
-    except OSError:
-        pass

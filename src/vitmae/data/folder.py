@@ -2,9 +2,14 @@
 
 Classes are the sorted sub-folder names (as ImageFolder). Images are decoded with Pillow,
 converted to RGB (`data.checks.open_image`: any mode, 16-bit scaled) and normalized with
-the ImageNet mean/std (what pretrained ViTs expect). With `data.skip_bad`, an unreadable
-image is skipped (the next one is returned) and recorded in a `SkipLog` shared with the
-DataLoader workers: `bad_files` lists them, `take_skipped()` hands them to the engine.
+the ImageNet mean/std (what pretrained ViTs expect); one that cannot be decoded raises a
+BadImageError naming it (skipped under `data.skip_bad`, `data.skip`).
+
+The class folders of the training and the evaluation split are compared at start: a class
+folder without images, or one that only one split has, stops the build naming the folders
+(the class indices of the two splits would otherwise disagree, or a class would have no
+images), unless `data.allow_class_mismatch`; the classes are then the union of both
+splits' class folders.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vitmae.config import DataConfig
-from vitmae.data.checks import BadImageError, SkipLog, open_image
+from vitmae.data.checks import open_image
 from vitmae.data.registry import norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD, folder_transform
@@ -24,26 +29,57 @@ from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD, folder_transform
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-def scan_folder(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """-> sorted class names, [(image path, class index)] in sorted order."""
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+def is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMG_EXTENSIONS and p.is_file()
+
+
+def class_names(folder: Path) -> list[str]:
+    """The sorted sub-folder names of `folder`; [] if it does not exist."""
+    return sorted(d.name for d in folder.iterdir() if d.is_dir()) if folder.is_dir() else []
+
+
+def scan_folder(folder: Path, classes: list[str] | None = None
+                ) -> tuple[list[str], list[tuple[Path, int]]]:
+    """-> class names (`classes`, else the sorted sub-folders), [(image path, class index)]
+    in sorted order."""
+    classes = class_names(folder) if classes is None else classes
     samples = [(p, k) for k, c in enumerate(classes) for p in sorted((folder / c).rglob("*"))
-               if p.suffix.lower() in IMG_EXTENSIONS and p.is_file()]
+               if is_image(p)]
     return classes, samples
+
+
+def class_problems(folders: list[Path]) -> list[str]:
+    """What is wrong with the class folders of these splits (one folder per split): a class
+    folder with no image, a class folder that some splits lack. [] when all agree."""
+    names = {f: class_names(f) for f in folders if f.is_dir()}
+    union = sorted(set().union(*names.values())) if names else []
+    problems = []
+    for folder, have in names.items():
+        lacking = [c for c in union if c not in have]
+        if lacking:
+            problems.append(f"{folder} has no class folder {', '.join(lacking)} (the other "
+                            f"split has)")
+        empty = [folder / c for c in have if not any(map(is_image, (folder / c).rglob("*")))]
+        problems += [f"{e} has no images" for e in empty]
+    return problems
+
+
+def splits_of(cfg: DataConfig, split: str) -> list[Path]:
+    """The folders of `split` and of the run's other split (train_split / val_split)."""
+    root = data_root(cfg)
+    return [root / s for s in dict.fromkeys((split, cfg.train_split, cfg.val_split))]
 
 
 class ImageFolderDataset(Dataset):
     """Items: (img (3, img_size, img_size) float32, class index)."""
 
-    def __init__(self, folder: Path, transform: Callable, skip_bad: bool = False):
+    def __init__(self, folder: Path, transform: Callable, classes: list[str] | None = None):
         self.folder = Path(folder)
-        self.classes, self.samples = scan_folder(self.folder)
+        self.classes, self.samples = scan_folder(self.folder, classes)
         if not self.samples:
             raise FileNotFoundError(f"{self.folder}: no images in class sub-folders (expected "
                                     f"{self.folder}/<class>/*{'|'.join(IMG_EXTENSIONS)})")
         self.transform = transform
-        self.skip_bad = skip_bad
-        self.skipped = SkipLog() if skip_bad else None
         self.num_classes = len(self.classes)
         self.in_chans = 3
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
@@ -51,28 +87,12 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    @property
-    def bad_files(self) -> list[str]:
-        return [p for p, _ in self.skipped.seen()] if self.skipped else []
-
-    def take_skipped(self) -> list[tuple[str, str]]:
-        """(path, reason) of the files skipped since the last call."""
-        return self.skipped.take() if self.skipped else []
+    def files(self, i: int) -> list[Path]:
+        return [self.samples[i][0]]
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        for j in range(len(self.samples)):
-            path, target = self.samples[(i + j) % len(self.samples)]
-            try:
-                img = open_image(path)
-            except BadImageError as e:
-                if self.skipped is None:
-                    raise BadImageError(f"{e}; pass data.skip_bad=true to skip unreadable "
-                                        f"images") from e
-                self.skipped.add(path, str(e))
-                continue
-            return self.transform(img), target
-        raise BadImageError(f"{self.folder}: no readable image ({len(self.bad_files)} "
-                            f"unreadable)")
+        path, target = self.samples[i]
+        return self.transform(open_image(path)), target
 
 
 @register_dataset("folder")
@@ -81,8 +101,14 @@ def build_folder(cfg: DataConfig, split: str, train: bool) -> ImageFolderDataset
     if not folder.is_dir():
         raise missing_data_error(f"image folder split '{split}' (layout <root>/{split}/<class>/"
                                  f"*.jpg)", [folder], download=False)
+    folders = splits_of(cfg, split)
+    classes = sorted(set().union(*map(class_names, folders)))
     mean, std = norm_stats(cfg, IMAGENET_MEAN, IMAGENET_STD)
-    ds = ImageFolderDataset(folder, folder_transform(cfg.img_size, mean, std, train),
-                            cfg.skip_bad)
+    ds = ImageFolderDataset(folder, folder_transform(cfg.img_size, mean, std, train), classes)
     ds.mean, ds.std = mean, std
+    problems = class_problems(folders)
+    if problems and not cfg.allow_class_mismatch:
+        raise ValueError("image folder classes: " + "; ".join(problems) + ". Fix the folders, "
+                         "or pass data.allow_class_mismatch=true to train on the union of the "
+                         "class folders of both splits")
     return ds

@@ -6,7 +6,10 @@ variants), and `vitmae/data/__init__.py` imports that file:
     @register_dataset("mnist")
     def build_mnist(cfg: DataConfig, split: str, train: bool) -> Dataset: ...
 
-Every dataset has `num_classes`, `in_chans`, `classes`, `mean` and `std` attributes.
+Every dataset has `num_classes`, `in_chans`, `classes`, `mean` and `std` attributes. One
+whose items read files also has `files(i) -> [Path]` (the image first), and reports a bad
+item by raising a `BadDataError` naming the file (`vitmae.data.checks`); `build_dataset`
+wraps every data set in `SkipBad`, which skips such items under `data.skip_bad`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from torch.utils.data import Dataset, Subset
 
 from vitmae.config import DataConfig
+from vitmae.data.skip import SkipBad
 
 Builder = Callable[[DataConfig, str, bool], Dataset]
 DATASETS: dict[str, Builder] = {}
@@ -46,19 +50,29 @@ class FirstItems(Subset):
         return getattr(self.dataset, name)
 
 
-def build_dataset(cfg: DataConfig, split: str, train: bool) -> Dataset:
+def build_dataset(cfg: DataConfig, split: str, train: bool) -> SkipBad:
     """The dataset `cfg.dataset`, split `split`; `train` turns on training augmentation.
 
     Items are `(img, target)`: img (C, img_size, img_size) float32, normalized with the
-    dataset's mean/std. With `cfg.subset` and train=True, only the first `subset` items.
+    dataset's mean/std. With `cfg.subset` and train=True, only the first `subset` items. A
+    bad item raises naming its file, or with `cfg.skip_bad` is replaced by the next good one.
     """
+    ds = builder_of(cfg)(cfg, split, train)  # called here: warnings point at our caller
+    if train and cfg.subset is not None:
+        ds = FirstItems(ds, cfg.subset)
+    return SkipBad(ds, cfg.skip_bad)
+
+
+def build_plain(cfg: DataConfig, split: str, train: bool) -> Dataset:
+    """The registered builder's data set as it is: every item, a bad one raises."""
+    return builder_of(cfg)(cfg, split, train)
+
+
+def builder_of(cfg: DataConfig) -> Builder:
     if cfg.dataset not in DATASETS:
         raise ValueError(f"data.dataset: unknown data set '{cfg.dataset}' "
                          f"(registered: {', '.join(sorted(DATASETS))})")
-    ds = DATASETS[cfg.dataset](cfg, split, train)
-    if train and cfg.subset is not None:
-        ds = FirstItems(ds, cfg.subset)
-    return ds
+    return DATASETS[cfg.dataset]
 
 
 def check_split(split: str, valid: tuple[str, ...], name: str) -> None:

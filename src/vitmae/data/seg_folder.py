@@ -1,0 +1,115 @@
+"""Your own segmentation data: `seg_folder`, photos and masks paired by file name.
+
+Layout under the data root:
+    <split>/images/<name>.jpg|png|...   the photos (any mode, converted to RGB)
+    <split>/masks/<name>.png            its mask: an index PNG (grey, value = class) or a
+                                        palette PNG (the palette index is the class); 255 void
+    classes.txt                         optional: one class name per line, line k = class k
+Without classes.txt the classes are 0..m, m the largest value (other than 255) in the
+training split's masks, which are all read at start to find it. Items and checks are VOC's
+(`data.seg_items`): a mask value outside the classes, a mask whose size differs from its
+photo, or a file that cannot be read raises an error naming the file (skipped under
+`data.skip_bad`); a photo without a mask stops the build, unless `data.skip_bad`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from vitmae.config import DataConfig
+from vitmae.data.checks import IGNORE, BadDataError, read_mask_array
+from vitmae.data.folder import IMG_EXTENSIONS
+from vitmae.data.registry import norm_stats, register_dataset
+from vitmae.data.root import data_root, missing_data_error
+from vitmae.data.seg_items import SegmentationItems
+from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+
+def pair_files(split_dir: Path, skip_bad: bool) -> tuple[list[Path], list[Path]]:
+    """-> photo paths and their mask paths (`masks/<stem>.png`), sorted by name."""
+    images_dir, masks_dir = split_dir / "images", split_dir / "masks"
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise missing_data_error(f"seg_folder split '{split_dir.name}' (layout <root>/"
+                                 f"{split_dir.name}/images/*.jpg and .../masks/*.png)",
+                                 [images_dir, masks_dir], download=False)
+    images = sorted(p for p in images_dir.iterdir()
+                    if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
+    if not images:
+        raise FileNotFoundError(f"{images_dir}: no images (expected "
+                                f"*{'|'.join(IMG_EXTENSIONS)})")
+    stems: dict[str, Path] = {}
+    for p in images:
+        if p.stem in stems:
+            raise ValueError(f"{stems[p.stem]} and {p}: two photos for one mask name")
+        stems[p.stem] = p
+    masks = [masks_dir / f"{p.stem}.png" for p in images]
+    missing = [m for m in masks if not m.is_file()]
+    if missing and not skip_bad:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(images)} photos in {images_dir} have no mask in "
+            f"{masks_dir} (first: {', '.join(m.name for m in missing[:5])}); pass "
+            f"data.skip_bad=true to skip them, or run `vitmae check-data` to list them all")
+    return images, masks
+
+
+def read_classes(root: Path, train_masks: list[Path]) -> list[str]:
+    """The lines of `<root>/classes.txt`, else '0'..'m' for the largest label m of the
+    training masks."""
+    names_file = root / "classes.txt"
+    if names_file.is_file():
+        names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+        if not 1 <= len(names) <= IGNORE:
+            raise ValueError(f"{names_file}: expected 1 to {IGNORE} class names (one a line; "
+                             f"{IGNORE} is void), found {len(names)}")
+        return names
+    largest = 0
+    for path in train_masks:
+        try:
+            values = read_mask_array(path)
+        except BadDataError:  # reported, naming the file, when the item is read
+            continue
+        largest = max(largest, int(values[values != IGNORE].max(initial=0)))
+    if largest >= IGNORE:
+        raise ValueError(f"{root}: a training mask has the value {largest}; classes must be "
+                         f"0..{IGNORE - 1} ({IGNORE} is void)")
+    return [str(k) for k in range(largest + 1)]
+
+
+class SegFolder(Dataset):
+    """Items: those of `SegmentationItems`; `ids` are the file names without suffix."""
+
+    in_chans = 3
+
+    def __init__(self, images: list[Path], masks: list[Path], classes: list[str],
+                 img_size: int, train: bool, stats: tuple[tuple, tuple]):
+        self.image_paths, self.mask_paths = images, masks
+        self.ids = [p.stem for p in images]
+        self.classes, self.num_classes = classes, len(classes)
+        self.mean, self.std = stats
+        self.items = SegmentationItems(self.num_classes, img_size, self.mean, self.std, train,
+                                       masks)
+        self.pad_to = getattr(self.items, "pad_to", None)  # evaluation: (Hm, Wm)
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def files(self, i: int) -> list[Path]:
+        return [self.image_paths[i], self.mask_paths[i]]
+
+    def __getitem__(self, i: int):
+        return self.items(*self.files(i))
+
+
+@register_dataset("seg_folder")
+def build_seg_folder(cfg: DataConfig, split: str, train: bool) -> SegFolder:
+    root = data_root(cfg)
+    images, masks = pair_files(root / split, cfg.skip_bad)
+    if split == cfg.train_split or (root / "classes.txt").is_file():
+        train_masks = masks
+    else:
+        train_masks = pair_files(root / cfg.train_split, skip_bad=True)[1]
+    classes = read_classes(root, train_masks)
+    return SegFolder(images, masks, classes, cfg.img_size, train,
+                     norm_stats(cfg, IMAGENET_MEAN, IMAGENET_STD))
