@@ -133,6 +133,9 @@ class RunConfig:
     # again every step (vitmae.allocator: one-thread voc_seg fine-tuning 12-21% faster, at
     # 10% more peak memory). false: glibc's own behaviour
     keep_freed_memory: bool = True
+    # also write every metrics.jsonl record (and the pictures it names) as TensorBoard events
+    # into the run folder, for `tensorboard --logdir runs/`; needs the tensorboard package
+    tensorboard: bool = False
 
 
 @dataclass
@@ -389,3 +392,4 @@ def _check_rest(cfg: Config) -> None:
          f"shards the step across CPU threads; got {r.shards} with run.device=cuda")
     need(d.batch_size >= r.shards, "run.shards",
          f"{r.shards} shards need data.batch_size >= {r.shards}, got {d.batch_size}")
+
