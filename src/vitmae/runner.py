@@ -2,8 +2,9 @@
 
 The CLI only parses and calls these; notebooks and tests call them too. Each returns the run
 folder. Both stages share `prepare` (devices, seeds, data), `open_run` (the run folder and
-its TensorBoard sink) and the engine's `fit`. They report through `log`, by default a print
-on rank 0 only, so a torchrun job logs each line once.
+its TensorBoard sink) and the engine's `fit`; pretraining also passes its monitors
+(`vitmae.monitors`). They report through `log`, by default a print on rank 0 only, so a
+torchrun job logs each line once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vitmae.data import build_dataset
 from vitmae.engine import fit
 from vitmae.models import build_finetune_model, build_mae
 from vitmae.models.vit import arch_name
+from vitmae.monitors import pretrain_monitors
 from vitmae.optim import base_lr, build_optimizer, is_head, param_groups
 from vitmae.pretrained import adopt, keeps_head, load_decoder, load_into
 from vitmae.runs import RunDir
@@ -96,10 +98,11 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     run, ckpt = open_run(cfg, "pretrain", resume, log)
     log(f"pretraining {arch_name(cfg.model)} on {cfg.data.dataset} ({len(p.train_set)} images) "
         f"for {o.epochs} epochs, lr {lr:.3g}; run folder {run.path}")
+    monitors = pretrain_monitors(cfg, p.val_set, run.path)
     with run:
         fit(model, build_task("pretrain", eval_seed=cfg.run.seed), optimizer, lr, o,
             p.train_set, p.val_set, cfg.data, cfg.run, run, p.device, to_dict(cfg),
-            resume=ckpt, log=log)
+            resume=ckpt, log=log, monitors=monitors)
     dist.cleanup()
     return run.path
 
