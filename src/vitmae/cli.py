@@ -6,6 +6,7 @@
     vitmae visualize --checkpoint RUN_OR_CKPT [-c PRESET] [--out PNG] [key.sub=value ...]
     vitmae config    -c PRESET [key.sub=value ...]
     vitmae demo      [key.sub=value ...]
+    vitmae report    RUN [RUN ...] [--out FILE.html]
 
 PRESET is a YAML file or the name of a built-in preset (`vitmae config -c digits`). With
 --resume or --checkpoint and no -c, the run folder's own config.yaml is used.
@@ -54,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("--save-predictions", metavar="DIR", help="segmentation: also write "
                            "each test prediction to DIR as a VOC palette PNG (<id>.png)")
+    text = "one self-contained HTML page of runs: curves, pictures, metrics, config"
+    p = sub.add_parser("report", help=text, description=text)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folder, or a folder of run "
+                   "folders (a demo's); several runs of one stage are overlaid")
+    p.add_argument("--out", metavar="FILE.html", help="default: report.html in the first RUN")
     return ap
 
 
@@ -82,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     from vitmae.engine import DivergenceError, Interrupted
 
     try:
+        if args.command == "report":
+            from vitmae.report import write_report
+
+            print(f"wrote {write_report(args.runs, args.out)}")
+            return 0
         cfg = _config(args)
         if args.command == "config":
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
