@@ -134,11 +134,10 @@ def _runs_table(runs: list[Run]) -> str:
         i = r.info
         command = " ".join(shlex.quote(str(a)) for a in i.get("command", []))
         env = ", ".join(f"{k} {v}" for k, v in i.get("versions", {}).items())
-        cells = [r.name, r.stage, i.get("started", "?"), command, i.get("git_commit") or "?",
-                 i.get("world_size", "?"), env, r.path.resolve()]
-        rows.append("<tr>" + "".join(f"<td><code>{_e(c)}</code></td>" if k in (3, 7)
-                                     else f"<td>{_e(c)}</td>" for k, c in enumerate(cells))
-                    + "</tr>")
+        cells = [_e(r.name), _e(r.stage), _e(i.get("started", "?")),
+                 f"<code>{_e(command)}</code>", _e(i.get("git_commit") or "?"),
+                 _e(i.get("world_size", "?")), _e(env), f"<code>{_e(r.path.resolve())}</code>"]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 
@@ -190,7 +189,7 @@ def _reconstructions(runs: list[Run]) -> str:
             grids = [grids[round(i * step)] for i in range(MAX_GRIDS)]
         figs = [_figure(r.path / name, f"{r.name}, epoch {epoch}") for epoch, name in grids
                 if (r.path / name).is_file()]
-        if _task(r) != "segment" and (r.path / "visualize.png").is_file():
+        if _task(r) == "pretrain" and (r.path / "visualize.png").is_file():
             figs.append(_figure(r.path / "visualize.png", f"{r.name}: vitmae visualize"))
         if figs:
             parts.append(f"<h3>{_e(r.name)}</h3><div class=\"pics\">{''.join(figs)}</div>")
