@@ -116,3 +116,5 @@ def test_demo_ends_with_the_evaluation_json(tmp_path):
     result = json.loads(lines[-1])
     assert result["n"] == N_TEST and 0.0 <= result["top1"] <= 1.0
     assert (tmp_path / "demo" / "reconstruction.png").read_bytes().startswith(PNG)
+    assert f"report: {tmp_path / 'demo' / 'report.html'}" in lines
+    assert (tmp_path / "demo" / "report.html").read_text().startswith("<!DOCTYPE html>")

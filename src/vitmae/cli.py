@@ -8,6 +8,7 @@
     vitmae export    RUN_OR_CKPT --to timm|hf|mae OUT
     vitmae check-data -c PRESET [key.sub=value ...] [--workers N]
     vitmae demo      [key.sub=value ...]
+    vitmae report    RUN [RUN ...] [--out FILE.html]
 
 PRESET is a YAML file or the name of a built-in preset (`vitmae config -c digits`). With
 --resume or --checkpoint and no -c, the run folder's own config.yaml is used.
@@ -68,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, choices=("timm", "hf", "mae"), help="format")
     p.add_argument("out", metavar="OUT", help="a .safetensors file (timm), a folder (hf) or a "
                    ".pth file (mae)")
+    text = "one self-contained HTML page of runs: curves, pictures, metrics, config"
+    p = sub.add_parser("report", help=text, description=text)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folder, or a folder of run "
+                   "folders (a demo's); several runs of one stage are overlaid")
+    p.add_argument("--out", metavar="FILE.html", help="default: report.html in the first RUN")
     return ap
 
 
@@ -100,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
             from vitmae.weights.export import export_run
 
             print(f"wrote {export_run(args.run, args.to, args.out)}")
+            return 0
+        if args.command == "report":
+            from vitmae.report import write_report
+
+            print(f"wrote {write_report(args.runs, args.out)}")
             return 0
         cfg = _config(args)
         if args.command == "config":

@@ -108,6 +108,18 @@ class PretrainConfig(OptimConfig):
     # Weights to start the MAE from (any format of vitmae.weights): the encoder's, and the
     # decoder's when the file has one (an official MAE _full checkpoint, a vitmae MAE run)
     init: str | None = None
+    # Monitors (vitmae.monitors), after every Nth epoch and after the last; 0: off.
+    # k-NN top-1 of the encoder's unmasked features (pooled as model.global_pool) on the
+    # labelled train/test split: the k most cosine-similar training images vote with weight
+    # exp(sim / t) (Wu et al. 2018; DINO). A pass over both splits: off unless a preset asks.
+    knn_every: int = 0
+    knn_k: int = 20  # neighbours (InstDisc, DINO)
+    knn_t: float = 0.07  # vote temperature (InstDisc, DINO)
+    knn_train: int | None = None  # the first N training images as the k-NN bank; None: all
+    probe: bool = False  # also a linear probe (softmax regression) on the same features
+    # The MAE loss on a fixed validation batch under a fixed mask, and its reconstruction grid
+    # as recon/epoch-NNN.png in the run folder: one batch, so on by default
+    recon_every: int = 1
 
 
 @dataclass
@@ -140,6 +152,9 @@ class RunConfig:
     # A process-wide setting, so off unless asked for: a notebook or a GPU job keeps glibc's
     # own behaviour
     keep_freed_memory: bool = False
+    # also write every metrics.jsonl record (and the pictures it names) as TensorBoard events
+    # into the run folder, for `tensorboard --logdir runs/`; needs the tensorboard package
+    tensorboard: bool = False
 
 
 @dataclass
@@ -365,6 +380,7 @@ def _check_rest(cfg: Config) -> None:
              f"must be >= 0, got {o.min_lr} and {o.warmup_epochs}")
         need(all(0.0 <= b < 1.0 for b in o.betas), f"{name}.betas",
              f"must be in [0, 1), got {list(o.betas)}")
+    _check_monitors(cfg.pretrain)
     need(cfg.finetune.head_lr_mult > 0, "finetune.head_lr_mult",
          f"must be > 0, got {cfg.finetune.head_lr_mult}")
     for key, p in (("finetune.pretrained", cfg.finetune.pretrained),
@@ -396,3 +412,15 @@ def _check_rest(cfg: Config) -> None:
          f"shards the step across CPU threads; got {r.shards} with run.device=cuda")
     need(d.batch_size >= r.shards, "run.shards",
          f"{r.shards} shards need data.batch_size >= {r.shards}, got {d.batch_size}")
+
+
+def _check_monitors(o: PretrainConfig) -> None:
+    for key in ("knn_every", "recon_every"):
+        value = getattr(o, key)
+        need(value >= 0, f"pretrain.{key}", f"must be >= 0 (0: off), got {value}")
+    need(o.knn_k >= 1, "pretrain.knn_k", f"must be >= 1, got {o.knn_k}")
+    need(o.knn_t > 0, "pretrain.knn_t", f"must be > 0, got {o.knn_t}")
+    need(o.knn_train is None or o.knn_train >= 1, "pretrain.knn_train",
+         f"must be >= 1, got {o.knn_train}")
+    need(not o.probe or o.knn_every > 0, "pretrain.probe",
+         "runs on the k-NN monitor's features: set pretrain.knn_every too")

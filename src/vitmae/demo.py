@@ -1,7 +1,9 @@
-"""`run_demo`: the whole main job in one call: pretrain -> fine-tune -> evaluate -> visualize.
+"""`run_demo`: the whole main job in one call: pretrain -> fine-tune -> evaluate -> visualize
+-> report.
 
 On the built-in `digits` preset it runs offline in a few minutes on 2 CPU cores. The runs go
-into one folder, `<output_dir>/<name or demo-<time>>/{pretrain,finetune}`.
+into one folder, `<output_dir>/<name or demo-<time>>/{pretrain,finetune}`, beside the MAE
+reconstruction picture and the HTML report of both runs (`report.html`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from vitmae.config import Config
 from vitmae.evaluation import run_evaluate
+from vitmae.report import write_report
 from vitmae.runner import run_finetune, run_pretrain
 from vitmae.visualize import run_visualize
 
@@ -30,5 +33,6 @@ def run_demo(cfg: Config, log=print) -> dict:
     fin.finetune.pretrained = str(pre_dir)
     fin_dir = run_finetune(fin, log=log)
     result = run_evaluate(fin, fin_dir, log=log)
+    log(f"report: {write_report([pre_dir, fin_dir], root / 'report.html')}")
     log(f"demo finished in {time.perf_counter() - t0:.0f} s; runs in {root}")
     return result

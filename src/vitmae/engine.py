@@ -5,7 +5,9 @@ evaluator (`vitmae.tasks`). The loop does gradient accumulation, clipping, bf16 
 CUDA, data parallelism over DDP (`no_sync` between accumulation steps) or CPU threads
 (`vitmae.shards`), the lr schedule per iteration (MAE), logging to `metrics.jsonl`, verified
 checkpoints, exact mid-epoch resume, a clean stop on SIGTERM / Ctrl-C, and a stop with a clear
-message when the loss is not finite.
+message when the loss is not finite. After each epoch's evaluation it calls the monitors the
+runner passes (`monitor(model, epoch) -> {name: value}`, e.g. `vitmae.monitors`), whatever
+they measure.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,7 +144,7 @@ class StopFlag:
 def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float,
         optim_cfg: OptimConfig, train_set, val_set, data_cfg: DataConfig, run_cfg: RunConfig,
         run: RunDir, device: torch.device, config: dict, resume: Path | None = None,
-        log=print) -> dict:
+        log=print, monitors: Sequence[Callable[[nn.Module, int], dict]] = ()) -> dict:
     """Train `model` on `task` for optim_cfg.epochs; returns the last evaluation's metrics."""
     B, accum = data_cfg.batch_size, optim_cfg.accum_iter
     n_batches = batches_per_epoch(train_set, B)
@@ -271,10 +274,30 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
                 _report_skipped(val_set, "val", prog, run, log, named)
                 run.log({"epoch": prog.epoch, "step": prog.step, "split": "val", **metrics})
                 log(f"epoch {prog.epoch}: " + _summary(metrics))
+            _monitor(monitors, model, prog, device, run, log)
             checkpoint()
     if sharded is not None:
         sharded.close()
     return metrics
+
+
+def _monitor(monitors: Sequence[Callable[[nn.Module, int], dict]], model: nn.Module,
+             prog: Progress, device: torch.device, run: RunDir, log) -> None:
+    """Run the monitors on rank 0 (the other ranks wait at the checkpoint's barrier), in eval
+    mode and under a forked RNG so that they never change the training; log what they return
+    as one record."""
+    if not monitors or not dist.is_main():
+        return
+    rec: dict = {}
+    was_training = model.training
+    model.eval()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for monitor in monitors:
+            rec.update(monitor(model, prog.epoch))
+    model.train(was_training)
+    if rec:
+        run.log({"epoch": prog.epoch, "step": prog.step, "split": "monitor", **rec})
+        log(f"epoch {prog.epoch}: " + _summary(rec))
 
 
 def _check_finite(model: nn.Module, prog: Progress, last_ckpt: Path | None) -> None:

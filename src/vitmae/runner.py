@@ -1,8 +1,10 @@
 """Library entry points for the two training stages: `run_pretrain(cfg)`, `run_finetune(cfg)`.
 
 The CLI only parses and calls these; notebooks and tests call them too. Each returns the run
-folder. Both stages share `prepare` (devices, seeds, data) and the engine's `fit`. They
-report through `log`, by default a print on rank 0 only, so a torchrun job logs each line once.
+folder. Both stages share `prepare` (devices, seeds, data), `open_run` (the run folder and
+its TensorBoard sink) and the engine's `fit`; pretraining also passes its monitors
+(`vitmae.monitors`). They report through `log`, by default a print on rank 0 only, so a
+torchrun job logs each line once.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from vitmae.data import build_dataset
 from vitmae.engine import fit
 from vitmae.models import build_finetune_model, build_mae
 from vitmae.models.vit import arch_name
+from vitmae.monitors import pretrain_monitors
 from vitmae.optim import base_lr, build_optimizer, is_head, param_groups
 from vitmae.pretrained import adopt, keeps_head, load_decoder, load_into
 from vitmae.runs import RunDir
+from vitmae.sinks import TensorBoardSink, require_tensorboard
 from vitmae.tasks import build_task
 
 
@@ -59,14 +63,21 @@ def prepare(cfg: Config, with_val: bool = True) -> Prepared:
 
 def open_run(cfg: Config, stage: str, resume: str | None,
              log=dist.say) -> tuple[RunDir, Path | None]:
-    """A new run folder, or the one being resumed with its newest good checkpoint."""
+    """A new run folder, or the one being resumed with its newest good checkpoint; with
+    run.tensorboard, the run's records also go to TensorBoard."""
+    if cfg.run.tensorboard:
+        require_tensorboard()  # fail before a run folder is made
     if resume is None:
-        return RunDir.create(cfg.run.output_dir, cfg.run.name, stage, cfg.data.dataset,
-                             to_dict(cfg)), None
-    run = RunDir(resume)
-    ckpt = latest_good_checkpoint(run.path, log=log)
-    if ckpt is None:
-        raise CheckpointError(f"--resume {resume}: no usable checkpoint in that run folder")
+        run = RunDir.create(cfg.run.output_dir, cfg.run.name, stage, cfg.data.dataset,
+                            to_dict(cfg))
+        ckpt = None
+    else:
+        run = RunDir(resume)
+        ckpt = latest_good_checkpoint(run.path, log=log)
+        if ckpt is None:
+            raise CheckpointError(f"--resume {resume}: no usable checkpoint in that run folder")
+    if cfg.run.tensorboard:
+        run.sinks.append(TensorBoardSink(run.path))
     return run, ckpt
 
 
@@ -87,8 +98,11 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     run, ckpt = open_run(cfg, "pretrain", resume, log)
     log(f"pretraining {arch_name(cfg.model)} on {cfg.data.dataset} ({len(p.train_set)} images) "
         f"for {o.epochs} epochs, lr {lr:.3g}; run folder {run.path}")
-    fit(model, build_task("pretrain", eval_seed=cfg.run.seed), optimizer, lr, o, p.train_set,
-        p.val_set, cfg.data, cfg.run, run, p.device, to_dict(cfg), resume=ckpt, log=log)
+    monitors = pretrain_monitors(cfg, p.val_set, run.path)
+    with run:
+        fit(model, build_task("pretrain", eval_seed=cfg.run.seed), optimizer, lr, o,
+            p.train_set, p.val_set, cfg.data, cfg.run, run, p.device, to_dict(cfg),
+            resume=ckpt, log=log, monitors=monitors)
     dist.cleanup()
     return run.path
 
@@ -121,7 +135,8 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     source = f"from {f.pretrained}" if f.pretrained else "from scratch"
     log(f"fine-tuning {arch_name(cfg.model)} for {cfg.task} on {cfg.data.dataset} "
         f"({len(ds)} images) {source} for {f.epochs} epochs, lr {lr:.3g}; run folder {run.path}")
-    fit(model, task, optimizer, lr, f, p.train_set, p.val_set, cfg.data, cfg.run, run,
-        p.device, to_dict(cfg), resume=ckpt, log=log)
+    with run:
+        fit(model, task, optimizer, lr, f, p.train_set, p.val_set, cfg.data, cfg.run, run,
+            p.device, to_dict(cfg), resume=ckpt, log=log)
     dist.cleanup()
     return run.path

@@ -1,9 +1,11 @@
 """Run folders: every run is a record that is enough to reproduce or resume it.
 
 A run folder holds `config.yaml` (the resolved config), `run.json` (git commit, command line,
-library versions, host facts), `metrics.jsonl` (one JSON object per logging interval and per
-evaluation) and the checkpoints (`ckpt-<step>/`, see `vitmae.checkpoint`). `run_differences`
-says whether a resumed run reproduced an uninterrupted one exactly.
+library versions, host facts), `metrics.jsonl` (one JSON object per logging interval, per
+evaluation and per monitor pass) and the checkpoints (`ckpt-<step>/`, see `vitmae.checkpoint`).
+`RunDir.log` is the one place that logs: it also hands each record to the run's sinks
+(`vitmae.sinks`: TensorBoard). `run_differences` says whether a resumed run reproduced an
+uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -50,11 +52,20 @@ def versions() -> dict:
 
 
 class RunDir:
-    """A run folder; only the main process writes into it."""
+    """A run folder; only the main process writes into it. As a context manager it closes
+    its sinks however the run ends."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, sinks: list | None = None):
         self.path = Path(path)
         self.metrics_path = self.path / "metrics.jsonl"
+        self.sinks = sinks or []  # objects with write(record) and close()
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sink in self.sinks:
+            sink.close()
 
     @classmethod
     def create(cls, output_dir: str, name: str | None, stage: str, dataset: str,
@@ -92,6 +103,8 @@ class RunDir:
         if dist.is_main():
             with open(self.metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            for sink in self.sinks:
+                sink.write(record)
 
     def metrics_size(self) -> int:
         return self.metrics_path.stat().st_size if self.metrics_path.exists() else 0
