@@ -4,6 +4,7 @@
     vitmae finetune  -c PRESET [key.sub=value ...] [--resume RUN_DIR]
     vitmae evaluate  --checkpoint RUN_OR_CKPT [-c PRESET] [key.sub=value ...]
     vitmae visualize --checkpoint RUN_OR_CKPT [-c PRESET] [--out PNG] [key.sub=value ...]
+    vitmae predict   --checkpoint RUN_WEIGHTS_OR_ONNX PATH ... [--out DIR] [--topk K]
     vitmae config    -c PRESET [key.sub=value ...]
     vitmae demo      [key.sub=value ...]
 
@@ -54,7 +55,33 @@ def _parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("--save-predictions", metavar="DIR", help="segmentation: also write "
                            "each test prediction to DIR as a VOC palette PNG (<id>.png)")
+    _use_parsers(sub)
     return ap
+
+
+def _preprocess_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="run folder, ckpt-* "
+                   "folder, weights file (timm, MAE, HuggingFace) or, for predict, an .onnx file")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched "
+                   "recursively) or glob patterns")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--mean", type=float, nargs="+", help="normalisation mean per channel "
+                   "(default: the checkpoint's)")
+    p.add_argument("--std", type=float, nargs="+", help="normalisation std per channel")
+    p.add_argument("--crop-pct", type=float, help="resize the shorter side to size / PCT and "
+                   "take the centre crop (default: the checkpoint's evaluation transform; "
+                   "0.875 for a weights file)")
+
+
+def _use_parsers(sub) -> None:
+    """The subcommands that use a trained model on new images."""
+    p = sub.add_parser("predict", help="classify or segment image files; one JSON line each")
+    _preprocess_flags(p)
+    p.add_argument("--out", metavar="DIR", help="segmentation: folder for the palette PNGs "
+                   "and overlays")
+    p.add_argument("--topk", type=int, default=5, help="classes per image (classification)")
+    p.add_argument("--threshold", type=float, default=0.5, help="multi-label: list the "
+                   "labels scoring at least this")
 
 
 def _config(args) -> object:
@@ -82,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     from vitmae.engine import DivergenceError, Interrupted
 
     try:
+        if args.command == "predict":
+            return _use(args)
         cfg = _config(args)
         if args.command == "config":
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
@@ -118,6 +147,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vitmae: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _use(args) -> int:
+    """predict: 1 when some images could not be read."""
+    def log(msg: str) -> None:  # stdout carries the results
+        print(msg, file=sys.stderr)
+
+    from vitmae.image_files import list_images, summary
+    from vitmae.inference import open_model
+    from vitmae.predict import run_predict
+
+    paths = list_images(args.paths)
+    model = open_model(args.checkpoint, args.mean, args.std, args.crop_pct, log=log)
+    done, failed = run_predict(model, paths, args.out, args.topk, args.batch_size,
+                               args.threshold)
+    log(summary(args.command, done, failed))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
