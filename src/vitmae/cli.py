@@ -5,6 +5,7 @@
     vitmae evaluate  --checkpoint RUN_OR_CKPT [-c PRESET] [key.sub=value ...]
     vitmae visualize --checkpoint RUN_OR_CKPT [-c PRESET] [--out PNG] [key.sub=value ...]
     vitmae predict   --checkpoint RUN_WEIGHTS_OR_ONNX PATH ... [--out DIR] [--topk K]
+    vitmae embed     --checkpoint RUN_OR_WEIGHTS PATH ... --out FEATS.npy [--pool cls|mean]
     vitmae config    -c PRESET [key.sub=value ...]
     vitmae demo      [key.sub=value ...]
 
@@ -82,6 +83,12 @@ def _use_parsers(sub) -> None:
     p.add_argument("--topk", type=int, default=5, help="classes per image (classification)")
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label: list the "
                    "labels scoring at least this")
+    p = sub.add_parser("embed", help="encoder features of image files into one .npy (and a "
+                       ".csv of their paths)")
+    _preprocess_flags(p)
+    p.add_argument("--out", required=True, metavar="FEATS.npy")
+    p.add_argument("--pool", choices=("cls", "mean"), help="class token or mean of the patch "
+                   "tokens (default: the model's own pooling)")
 
 
 def _config(args) -> object:
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     from vitmae.engine import DivergenceError, Interrupted
 
     try:
-        if args.command == "predict":
+        if args.command in ("predict", "embed"):
             return _use(args)
         cfg = _config(args)
         if args.command == "config":
@@ -150,18 +157,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _use(args) -> int:
-    """predict: 1 when some images could not be read."""
+    """predict and embed: 1 when some images could not be read."""
     def log(msg: str) -> None:  # stdout carries the results
         print(msg, file=sys.stderr)
 
     from vitmae.image_files import list_images, summary
     from vitmae.inference import open_model
-    from vitmae.predict import run_predict
 
     paths = list_images(args.paths)
     model = open_model(args.checkpoint, args.mean, args.std, args.crop_pct, log=log)
-    done, failed = run_predict(model, paths, args.out, args.topk, args.batch_size,
-                               args.threshold)
+    if args.command == "predict":
+        from vitmae.predict import run_predict
+
+        done, failed = run_predict(model, paths, args.out, args.topk, args.batch_size,
+                                   args.threshold)
+    else:
+        from vitmae.embed import run_embed
+
+        done, failed = run_embed(model, paths, args.out, args.pool, args.batch_size)
+        log(f"wrote {args.out} and {Path(args.out).with_suffix('.csv')}")
     log(summary(args.command, done, failed))
     return 1 if failed else 0
 
