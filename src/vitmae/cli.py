@@ -4,6 +4,7 @@
     vitmae finetune  -c PRESET [key.sub=value ...] [--resume RUN_DIR]
     vitmae evaluate  --checkpoint RUN_OR_CKPT [-c PRESET] [key.sub=value ...]
     vitmae visualize --checkpoint RUN_OR_CKPT [-c PRESET] [--out PNG] [key.sub=value ...]
+    vitmae visualize --checkpoint RUN_OR_WEIGHTS --attention [--images PATH ...] [--out PNG]
     vitmae predict   --checkpoint RUN_WEIGHTS_OR_ONNX PATH ... [--out DIR] [--topk K]
     vitmae embed     --checkpoint RUN_OR_WEIGHTS PATH ... --out FEATS.npy [--pool cls|mean]
     vitmae config    -c PRESET [key.sub=value ...]
@@ -53,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
                            help="run folder, ckpt-* folder or .safetensors file")
         if name == "visualize":
             p.add_argument("--out", help="PNG path (default: <run>/visualize.png)")
+            p.add_argument("--attention", action="store_true", help="attention maps (rollout "
+                           "and the last block's class-token attention per head) instead")
+            p.add_argument("--images", nargs="+", metavar="PATH", help="--attention: image "
+                           "files, folders or globs (default: the run's evaluation split)")
         if name == "evaluate":
             p.add_argument("--save-predictions", metavar="DIR", help="segmentation: also write "
                            "each test prediction to DIR as a VOC palette PNG (<id>.png)")
@@ -116,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     from vitmae.engine import DivergenceError, Interrupted
 
     try:
-        if args.command in ("predict", "embed"):
+        if args.command in ("predict", "embed") or (
+                args.command == "visualize" and args.attention):
             return _use(args)
         cfg = _config(args)
         if args.command == "config":
@@ -157,12 +163,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _use(args) -> int:
-    """predict and embed: 1 when some images could not be read."""
+    """predict, embed and attention maps: 1 when some images could not be read."""
     def log(msg: str) -> None:  # stdout carries the results
         print(msg, file=sys.stderr)
 
-    from vitmae.image_files import list_images, summary
     from vitmae.inference import open_model
+
+    if args.command == "visualize":
+        from vitmae.attention_visualize import run_attention_visualize
+        from vitmae.evaluation import run_dir_of
+
+        run = run_dir_of(args.checkpoint)
+        cfg = _config(args) if run is not None and not args.images else None
+        out = args.out or (run or Path(".")) / "attention.png"
+        model = open_model(args.checkpoint, log=log)
+        print(f"wrote {run_attention_visualize(model, out, args.images, cfg)}")
+        return 0
+    from vitmae.image_files import list_images, summary
 
     paths = list_images(args.paths)
     model = open_model(args.checkpoint, args.mean, args.std, args.crop_pct, log=log)
