@@ -7,6 +7,7 @@
     vitmae visualize --checkpoint RUN_OR_WEIGHTS --attention [--images PATH ...] [--out PNG]
     vitmae predict   --checkpoint RUN_WEIGHTS_OR_ONNX PATH ... [--out DIR] [--topk K]
     vitmae embed     --checkpoint RUN_OR_WEIGHTS PATH ... --out FEATS.npy [--pool cls|mean]
+    vitmae export    RUN --to onnx|timm|hf|mae OUT [--int8]
     vitmae config    -c PRESET [key.sub=value ...]
     vitmae demo      [key.sub=value ...]
 
@@ -94,6 +95,12 @@ def _use_parsers(sub) -> None:
     p.add_argument("--out", required=True, metavar="FEATS.npy")
     p.add_argument("--pool", choices=("cls", "mean"), help="class token or mean of the patch "
                    "tokens (default: the model's own pooling)")
+    p = sub.add_parser("export", help="write a run's model as ONNX (or its weights as timm, "
+                       "HuggingFace or MAE files)")
+    p.add_argument("run", metavar="RUN", help="run folder, ckpt-* folder or weights file")
+    p.add_argument("--to", required=True, choices=("onnx", "timm", "hf", "mae"))
+    p.add_argument("out", metavar="OUT", help="the file (or folder) to write")
+    p.add_argument("--int8", action="store_true", help="onnx: 8-bit dynamic quantisation")
 
 
 def _config(args) -> object:
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from vitmae.engine import DivergenceError, Interrupted
 
     try:
-        if args.command in ("predict", "embed") or (
+        if args.command in ("predict", "embed", "export") or (
                 args.command == "visualize" and args.attention):
             return _use(args)
         cfg = _config(args)
@@ -163,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _use(args) -> int:
-    """predict, embed and attention maps: 1 when some images could not be read."""
+    """predict, embed, export and attention maps: 1 when some images could not be read."""
     def log(msg: str) -> None:  # stdout carries the results
         print(msg, file=sys.stderr)
 
+    if args.command == "export":
+        return _export(args, log)
     from vitmae.inference import open_model
 
     if args.command == "visualize":
@@ -195,6 +204,26 @@ def _use(args) -> int:
         log(f"wrote {args.out} and {Path(args.out).with_suffix('.csv')}")
     log(summary(args.command, done, failed))
     return 1 if failed else 0
+
+
+def _export(args, log) -> int:
+    """--to onnx: vitmae.onnx_export; timm, hf, mae: vitmae.weights.export."""
+    if args.to == "onnx":
+        from vitmae.onnx_export import export_onnx
+
+        export_onnx(args.run, args.out, int8=args.int8, log=log)
+        return 0
+    if args.int8:
+        raise ValueError("--int8 is for --to onnx only")
+    import importlib.util
+
+    if importlib.util.find_spec("vitmae.weights.export") is None:
+        raise ValueError(f"--to {args.to}: this vitmae has no weights exporter "
+                         f"(vitmae.weights.export); only --to onnx is available")
+    from vitmae.weights.export import export_run
+
+    print(f"wrote {export_run(args.run, args.to, args.out) or args.out}")
+    return 0
 
 
 if __name__ == "__main__":
