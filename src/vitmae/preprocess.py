@@ -2,11 +2,11 @@
 
 A trained run uses its data set's own evaluation transform: `folder` runs resize the shorter
 side to S and take the centre S x S (`data.transforms.folder_transform`); every other data
-set resizes the image to S x S without keeping the aspect ratio (the in-memory sets at their
-native size, VOC's `eval_image_transform`). A plain weights file (timm, HuggingFace, MAE) gets
-timm's ImageNet evaluation: the shorter side to S / crop_pct (bicubic, with Pillow;
-crop_pct 0.875), then the centre S x S. The spec is plain data, so that an ONNX file
-carries it in its metadata.
+set resizes the image to S x S without keeping the aspect ratio (VOC's `eval_image_transform`;
+the in-memory sets digits, MNIST and CIFAR resize their fixed-size images the same way).
+A plain weights file (timm, HuggingFace, MAE) gets timm's ImageNet evaluation: the shorter
+side to S / crop_pct (bicubic, with Pillow; crop_pct 0.875), then the centre S x S. The spec
+is plain data, so that an ONNX file carries it in its metadata.
 """
 
 from __future__ import annotations
