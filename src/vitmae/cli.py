@@ -4,6 +4,10 @@
     vitmae finetune  -c PRESET [key.sub=value ...] [--resume RUN_DIR]
     vitmae evaluate  --checkpoint RUN_OR_CKPT [-c PRESET] [key.sub=value ...]
     vitmae visualize --checkpoint RUN_OR_CKPT [-c PRESET] [--out PNG] [key.sub=value ...]
+    vitmae visualize --checkpoint RUN_OR_WEIGHTS --attention [--images PATH ...] [--out PNG]
+    vitmae predict   --checkpoint RUN_WEIGHTS_OR_ONNX PATH ... [--out DIR] [--topk K]
+    vitmae embed     --checkpoint RUN_OR_WEIGHTS PATH ... --out FEATS.npy [--pool cls|mean]
+    vitmae export    RUN --to onnx|timm|hf|mae OUT [--int8]
     vitmae config    -c PRESET [key.sub=value ...]
     vitmae export    RUN_OR_CKPT --to timm|hf|mae OUT
     vitmae check-data -c PRESET [key.sub=value ...] [--workers N]
@@ -56,25 +60,60 @@ def _parser() -> argparse.ArgumentParser:
                            help="run folder, ckpt-* folder or .safetensors file")
         if name == "visualize":
             p.add_argument("--out", help="PNG path (default: <run>/visualize.png)")
+            p.add_argument("--attention", action="store_true", help="attention maps (rollout "
+                           "and the last block's class-token attention per head) instead")
+            p.add_argument("--images", nargs="+", metavar="PATH", help="--attention: image "
+                           "files, folders or globs (default: the run's evaluation split)")
         if name == "check-data":
             p.add_argument("--workers", type=int, metavar="N", help="processes that read the "
                            "files (default: the CPU count, at most 8; 0: this process)")
         if name == "evaluate":
             p.add_argument("--save-predictions", metavar="DIR", help="segmentation: also write "
                            "each test prediction to DIR as a VOC palette PNG (<id>.png)")
-    p = sub.add_parser("export", help="write a run's weights for timm, HuggingFace or the "
-                       "official MAE code", description="write a run's weights for timm, "
-                       "HuggingFace or the official MAE code")
-    p.add_argument("run", metavar="RUN_OR_CKPT", help="run folder or ckpt-* folder")
-    p.add_argument("--to", required=True, choices=("timm", "hf", "mae"), help="format")
-    p.add_argument("out", metavar="OUT", help="a .safetensors file (timm), a folder (hf) or a "
-                   ".pth file (mae)")
+    _use_parsers(sub)
     text = "one self-contained HTML page of runs: curves, pictures, metrics, config"
     p = sub.add_parser("report", help=text, description=text)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folder, or a folder of run "
                    "folders (a demo's); several runs of one stage are overlaid")
     p.add_argument("--out", metavar="FILE.html", help="default: report.html in the first RUN")
     return ap
+
+
+def _preprocess_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="run folder, ckpt-* "
+                   "folder, weights file (timm, MAE, HuggingFace) or, for predict, an .onnx file")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders (searched "
+                   "recursively) or glob patterns")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--mean", type=float, nargs="+", help="normalisation mean per channel "
+                   "(default: the checkpoint's)")
+    p.add_argument("--std", type=float, nargs="+", help="normalisation std per channel")
+    p.add_argument("--crop-pct", type=float, help="resize the shorter side to size / PCT and "
+                   "take the centre crop (default: the checkpoint's evaluation transform; "
+                   "0.875 for a weights file)")
+
+
+def _use_parsers(sub) -> None:
+    """The subcommands that use a trained model on new images."""
+    p = sub.add_parser("predict", help="classify or segment image files; one JSON line each")
+    _preprocess_flags(p)
+    p.add_argument("--out", metavar="DIR", help="segmentation: folder for the palette PNGs "
+                   "and overlays")
+    p.add_argument("--topk", type=int, default=5, help="classes per image (classification)")
+    p.add_argument("--threshold", type=float, default=0.5, help="multi-label: list the "
+                   "labels scoring at least this")
+    p = sub.add_parser("embed", help="encoder features of image files into one .npy (and a "
+                       ".csv of their paths)")
+    _preprocess_flags(p)
+    p.add_argument("--out", required=True, metavar="FEATS.npy")
+    p.add_argument("--pool", choices=("cls", "mean"), help="class token or mean of the patch "
+                   "tokens (default: the model's own pooling)")
+    p = sub.add_parser("export", help="write a run's model as ONNX (or its weights as timm, "
+                       "HuggingFace or MAE files)")
+    p.add_argument("run", metavar="RUN", help="run folder, ckpt-* folder or weights file")
+    p.add_argument("--to", required=True, choices=("onnx", "timm", "hf", "mae"))
+    p.add_argument("out", metavar="OUT", help="the file (or folder) to write")
+    p.add_argument("--int8", action="store_true", help="onnx: 8-bit dynamic quantisation")
 
 
 def _config(args) -> object:
@@ -102,11 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     from vitmae.engine import DivergenceError, Interrupted
 
     try:
-        if args.command == "export":
-            from vitmae.weights.export import export_run
-
-            print(f"wrote {export_run(args.run, args.to, args.out)}")
-            return 0
+        if args.command in ("predict", "embed", "export") or (
+                args.command == "visualize" and args.attention):
+            return _use(args)
         if args.command == "report":
             from vitmae.report import write_report
 
@@ -151,6 +188,63 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError, OSError) as e:
         print(f"vitmae: error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _use(args) -> int:
+    """predict, embed, export and attention maps: 1 when some images could not be read."""
+    def log(msg: str) -> None:  # stdout carries the results
+        print(msg, file=sys.stderr)
+
+    if args.command == "export":
+        return _export(args, log)
+    from vitmae.inference import open_model
+
+    if args.command == "visualize":
+        from vitmae.attention_visualize import run_attention_visualize
+        from vitmae.evaluation import run_dir_of
+
+        run = run_dir_of(args.checkpoint)
+        cfg = _config(args) if run is not None and not args.images else None
+        out = args.out or (run or Path(".")) / "attention.png"
+        model = open_model(args.checkpoint, log=log)
+        print(f"wrote {run_attention_visualize(model, out, args.images, cfg)}")
+        return 0
+    from vitmae.image_files import list_images, summary
+
+    paths = list_images(args.paths)
+    model = open_model(args.checkpoint, args.mean, args.std, args.crop_pct, log=log)
+    if args.command == "predict":
+        from vitmae.predict import run_predict
+
+        done, failed = run_predict(model, paths, args.out, args.topk, args.batch_size,
+                                   args.threshold)
+    else:
+        from vitmae.embed import run_embed
+
+        done, failed = run_embed(model, paths, args.out, args.pool, args.batch_size)
+        log(f"wrote {args.out} and {Path(args.out).with_suffix('.csv')}")
+    log(summary(args.command, done, failed))
+    return 1 if failed else 0
+
+
+def _export(args, log) -> int:
+    """--to onnx: vitmae.onnx_export; timm, hf, mae: vitmae.weights.export."""
+    if args.to == "onnx":
+        from vitmae.onnx_export import export_onnx
+
+        export_onnx(args.run, args.out, int8=args.int8, log=log)
+        return 0
+    if args.int8:
+        raise ValueError("--int8 is for --to onnx only")
+    import importlib.util
+
+    if importlib.util.find_spec("vitmae.weights.export") is None:
+        raise ValueError(f"--to {args.to}: this vitmae has no weights exporter "
+                         f"(vitmae.weights.export); only --to onnx is available")
+    from vitmae.weights.export import export_run
+
+    print(f"wrote {export_run(args.run, args.to, args.out) or args.out}")
     return 0
 
 

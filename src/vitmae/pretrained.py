@@ -26,8 +26,12 @@ POS_EMBED = {"timm": "learned", "hf": "learned", "mae": "sincos", "vitmae": "sin
 
 def adopt(cfg: Config, path: str, log=print) -> Source:
     """Read `path`, make cfg.model agree with it and take its normalisation; -> the source."""
-    src = read_source(path)
-    a, m = src.arch, cfg.model
+    return adopt_source(cfg, read_source(path), log)
+
+
+def adopt_source(cfg: Config, src: Source, log=print) -> Source:
+    """`adopt` for weights already read (e.g. to set data.img_size from them first)."""
+    path, a, m = src.path, src.arch, cfg.model
     for note in src.notes:
         log(f"{path}: {note}")
     heads = a["num_heads"]

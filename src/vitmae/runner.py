@@ -96,6 +96,7 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     lr = base_lr(o, cfg.data.batch_size * o.accum_iter * dist.world_size())
     optimizer = build_optimizer(param_groups(model, o.weight_decay), o, lr)
     run, ckpt = open_run(cfg, "pretrain", resume, log)
+    run.record_data(cfg.data.dataset, p.train_set)
     log(f"pretraining {arch_name(cfg.model)} on {cfg.data.dataset} ({len(p.train_set)} images) "
         f"for {o.epochs} epochs, lr {lr:.3g}; run folder {run.path}")
     monitors = pretrain_monitors(cfg, p.val_set, run.path)
@@ -132,6 +133,7 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None),
                       label_smoothing=f.label_smoothing, aux_weight=cfg.model.seg_aux)
     run, ckpt = open_run(cfg, "finetune", resume, log)
+    run.record_data(cfg.data.dataset, ds)
     source = f"from {f.pretrained}" if f.pretrained else "from scratch"
     log(f"fine-tuning {arch_name(cfg.model)} for {cfg.task} on {cfg.data.dataset} "
         f"({len(ds)} images) {source} for {f.epochs} epochs, lr {lr:.3g}; run folder {run.path}")

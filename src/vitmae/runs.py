@@ -1,7 +1,8 @@
 """Run folders: every run is a record that is enough to reproduce or resume it.
 
 A run folder holds `config.yaml` (the resolved config), `run.json` (git commit, command line,
-library versions, host facts), `metrics.jsonl` (one JSON object per logging interval, per
+library versions, host facts), `dataset.json` (what using the model needs from its data: class
+names, channels, normalisation), `metrics.jsonl` (one JSON object per logging interval, per
 evaluation and per monitor pass) and the checkpoints (`ckpt-<step>/`, see `vitmae.checkpoint`).
 `RunDir.log` is the one place that logs: it also hands each record to the run's sinks
 (`vitmae.sinks`: TensorBoard). `run_differences` says whether a resumed run reproduced an
@@ -99,6 +100,16 @@ class RunDir:
             raise OSError(f"run folder {self.path} cannot be created or written "
                           f"({type(e).__name__}: {e}); choose another run.output_dir") from None
 
+    def record_data(self, name: str, ds) -> None:
+        """Write `dataset.json`: the data set's name, class names (null where it has none),
+        class count, channels and normalisation, so that `vitmae predict` can use the model
+        on new images without the training data."""
+        if dist.is_main():
+            info = {"dataset": name, "classes": getattr(ds, "classes", None),
+                    "num_classes": ds.num_classes, "in_chans": ds.in_chans,
+                    "mean": list(ds.mean), "std": list(ds.std)}
+            (self.path / DATA_INFO).write_text(json.dumps(info, indent=1))
+
     def log(self, record: dict) -> None:
         if dist.is_main():
             with open(self.metrics_path, "a") as f:
@@ -114,6 +125,15 @@ class RunDir:
         if dist.is_main() and self.metrics_path.exists():
             with open(self.metrics_path, "r+b") as f:
                 f.truncate(size)
+
+
+DATA_INFO = "dataset.json"
+
+
+def read_data_info(run: str | Path) -> dict | None:
+    """The run's dataset.json (`RunDir.record_data`); None for runs made before it existed."""
+    path = Path(run) / DATA_INFO
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 TIMING = ("img_s", "peak_mem_mb")  # differ between any two runs of the same config

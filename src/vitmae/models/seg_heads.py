@@ -95,10 +95,12 @@ class PUPHead(nn.Module):
         x = self.fuse_act(tokens_to_grid(self.fuse(x), hw))  # (B, channels, h, w)
         # channels-last: the CPU's small 3x3 convolutions run faster in it
         x = self.context(x.contiguous(memory_format=torch.channels_last))  # (B, channels, h, w)
-        for stage in self.stages:
+        for i, stage in enumerate(self.stages, start=1):
             x = F.interpolate(x, scale_factor=2, mode="bilinear",
                               align_corners=False)  # (B, c_i, 2^i h, 2^i w)
-            pixels = F.adaptive_avg_pool2d(imgs, x.shape[-2:])  # (B, C, 2^i h, 2^i w)
+            # the size as Python ints, not x.shape: ONNX export needs a constant pooling size
+            size = (hw[0] << i, hw[1] << i)
+            pixels = F.adaptive_avg_pool2d(imgs, size)  # (B, C, 2^i h, 2^i w)
             # back to channels-last: the concatenation with the (NCHW) image comes out NCHW
             x = torch.cat([x, pixels], dim=1).contiguous(memory_format=torch.channels_last)
             x = stage(x)  # (B, c_i + C, 2^i h, 2^i w) -> (B, c_{i+1}, 2^i h, 2^i w)

@@ -1,0 +1,113 @@
+"""`export_onnx`: a classification or segmentation model as an ONNX file, for onnxruntime.
+
+The graph takes `pixel_values` (B, C, S, S), normalized as the model's preprocessing says,
+and gives `logits` (B, K) or (B, K, S, S); the batch axis is dynamic, the image size fixed.
+What `vitmae predict` needs besides the graph (task, class names, image size, channels,
+normalisation, resize) is stored as JSON under the metadata key `vitmae`. It is written by
+torch's TorchScript exporter (the torch.export-based one needs the onnxscript package).
+With `int8`, the weights of the matrix multiplications are quantised to 8 bits per output
+channel and their inputs quantised on the fly, one scale per tensor (onnxruntime's
+`quantize_dynamic`), for faster CPU inference. Three kinds stay in fp32 (`INT8_SKIP`): the MLP's
+second layer, whose input after GELU holds a few values far larger than the rest, so that one
+8-bit scale leaves the rest a handful of levels; the patch embedding, which reads the pixels;
+and the head, which makes the logits. The attention products (q k^T, attention @ v) have no
+weights and are not quantised.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from vitmae.inference import (
+    FEATURES,
+    ONNX_INPUT,
+    ONNX_META,
+    ONNX_OUTPUT,
+    InferenceModel,
+    open_model,
+)
+
+OPSET = 17
+INT8_SKIP = ("/mlp/fc2/", "/patch_embed/", "/head/")  # node names kept in fp32 (see above)
+
+
+def fix_negative_perms(graph) -> None:
+    """The TorchScript exporter writes `movedim(-1, 1)` as a Transpose with a negative axis,
+    which ONNX forbids: make each perm entry positive (its rank is the perm's length)."""
+    for node in graph.node:
+        if node.op_type != "Transpose":
+            continue
+        for attr in node.attribute:
+            if attr.name == "perm" and any(p < 0 for p in attr.ints):
+                fixed = [p % len(attr.ints) for p in attr.ints]
+                del attr.ints[:]
+                attr.ints.extend(fixed)
+
+
+def set_metadata(model, meta: dict) -> None:
+    """Store `meta` as JSON under ONNX_META in the model's metadata_props (replacing it)."""
+    for prop in list(model.metadata_props):
+        if prop.key == ONNX_META:
+            model.metadata_props.remove(prop)
+    prop = model.metadata_props.add()
+    prop.key, prop.value = ONNX_META, json.dumps(meta)
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False,
+                log=print) -> Path:
+    """Export the model of `checkpoint` (a run or a weights file with a head) to `out`."""
+    return export_model(open_model(checkpoint, log=log), out, int8, log)
+
+
+def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
+                 log=print, int8_skip: tuple[str, ...] = INT8_SKIP) -> Path:
+    """Export an opened model to `out` (.onnx), its metadata included; with `int8`, every
+    matrix multiplication by weights whose node name contains none of `int8_skip` is
+    quantised."""
+    import onnx  # an optional dependency: pip install 'vitmae[onnx]'
+
+    if model.module is None:
+        raise ValueError(f"{model.source}: already an exported model")
+    if model.task == FEATURES:
+        raise ValueError(f"{model.source}: no classification or segmentation head to export "
+                         f"(an MAE run or headless weights)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pre = model.preprocess
+    dummy = torch.zeros(2, pre.in_chans, pre.img_size, pre.img_size)  # (B, C, S, S)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        with warnings.catch_warnings():  # the exporter's notes on tracing and its deprecation
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(model.module, (dummy,), str(fp32), dynamo=False,
+                              input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
+                              dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
+                              opset_version=OPSET)
+        graph = onnx.load(str(fp32))
+        fix_negative_perms(graph.graph)
+        onnx.checker.check_model(graph)
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            onnx.save(graph, str(fp32))
+            shaped, q = Path(tmp) / "shaped.onnx", Path(tmp) / "int8.onnx"
+            quant_pre_process(str(fp32), str(shaped))  # shapes and fusions, as onnxruntime advises
+            skip = [n.name for n in onnx.load(str(shaped)).graph.node
+                    if any(part in n.name for part in int8_skip)]
+            skip += [f"{name}_MatMul" for name in skip]  # what the quantiser makes of a Gemm
+            quantize_dynamic(str(shaped), str(q), weight_type=QuantType.QInt8,
+                             per_channel=True, nodes_to_exclude=skip)
+            graph = onnx.load(str(q))
+        set_metadata(graph, model.metadata())
+        onnx.save(graph, str(out))
+    log(f"wrote {out} ({model.task}, {'int8 weights' if int8 else 'fp32'}, input "
+        f"(batch, {pre.in_chans}, {pre.img_size}, {pre.img_size}))")
+    return out

@@ -1,0 +1,99 @@
+"""How an image file becomes a model's input, outside any data set: `Preprocess`.
+
+A trained run uses its data set's own evaluation transform: `folder` runs resize the shorter
+side to S and take the centre S x S (`data.transforms.folder_transform`); every other data
+set resizes the image to S x S without keeping the aspect ratio (VOC's `eval_image_transform`;
+the in-memory sets digits, MNIST and CIFAR resize their fixed-size images the same way).
+A plain weights file (timm, HuggingFace, MAE) gets timm's ImageNet evaluation: the shorter
+side to S / crop_pct (bicubic, with Pillow; crop_pct 0.875), then the centre S x S. The spec
+is plain data, so that an ONNX file carries it in its metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from vitmae.data.checks import open_image
+
+CROP_DATASETS = ("folder",)  # data sets whose evaluation keeps the aspect ratio and crops
+WEIGHTS_CROP_PCT = 0.875  # timm's default evaluation crop for ImageNet models
+MODES = {1: "L", 3: "RGB"}
+
+
+@dataclass
+class Preprocess:
+    img_size: int  # S: the model's input is (C, S, S)
+    in_chans: int  # 1: decoded as grey ('L'), 3: as RGB
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: str = "squash"  # "squash": to S x S; "crop": shorter side to S / crop_pct, centre S
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"  # or "bicubic"
+    # "torch": resize the decoded tensor (vitmae's data sets); "pil": resize the Pillow image
+    # before it becomes a tensor (timm's evaluation transform)
+    resize_with: str = "torch"
+
+    def __post_init__(self):
+        if self.in_chans not in MODES:
+            raise ValueError(f"images of {self.in_chans} channels: only 1 (grey) or 3 (RGB)")
+        if self.resize not in ("squash", "crop"):
+            raise ValueError(f"resize: expected 'squash' or 'crop', got {self.resize!r}")
+        if self.resize_with not in ("torch", "pil"):
+            raise ValueError(f"resize_with: expected 'torch' or 'pil', got {self.resize_with!r}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"crop_pct: must be in (0, 1], got {self.crop_pct}")
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
+            raise ValueError(f"mean {list(self.mean)}, std {list(self.std)}: expected "
+                             f"{self.in_chans} values each, one per channel")
+        self._steps = self._build()
+
+    def _build(self) -> v2.Compose:
+        S = self.img_size
+        mode = v2.InterpolationMode(self.interpolation)
+        if self.resize == "squash":
+            size = [v2.Resize((S, S), interpolation=mode, antialias=True)]
+        else:
+            size = [v2.Resize(int(S / self.crop_pct), interpolation=mode, antialias=True),
+                    v2.CenterCrop(S)]
+        steps = [*size, v2.ToImage()] if self.resize_with == "pil" else [v2.ToImage(), *size]
+        return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True),
+                           v2.Normalize(self.mean, self.std)])
+
+    @property
+    def mode(self) -> str:
+        return MODES[self.in_chans]
+
+    def read(self, path: str | Path) -> Image.Image:
+        """Decode `path` in the model's colour mode; BadImageError (an OSError) naming it if
+        it cannot be decoded."""
+        return open_image(path, self.mode)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """A PIL image of any size -> (C, S, S) float32, normalized."""
+        return self._steps(image).as_subclass(torch.Tensor)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocess:
+        return cls(**d)
+
+
+def for_dataset(dataset: str, img_size: int, in_chans: int, mean, std) -> Preprocess:
+    """The evaluation transform of a run trained on `dataset`."""
+    resize = "crop" if dataset in CROP_DATASETS else "squash"
+    return Preprocess(img_size, in_chans, tuple(mean), tuple(std), resize)
+
+
+def for_weights(img_size: int, in_chans: int, mean, std,
+                crop_pct: float = WEIGHTS_CROP_PCT) -> Preprocess:
+    """timm's ImageNet evaluation transform for a plain weights file."""
+    return Preprocess(img_size, in_chans, tuple(mean), tuple(std), "crop", crop_pct, "bicubic",
+                      "pil")
