@@ -18,7 +18,7 @@ from vitmae.config import Config
 from vitmae.data import build_dataset
 from vitmae.image_files import list_images
 from vitmae.inference import InferenceModel
-from vitmae.visualize import denormalize
+from vitmae.visualize import denormalize, save_figure
 
 
 def attention_panels(model: InferenceModel, imgs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -62,12 +62,7 @@ def save_attention_grid(panels: dict[str, torch.Tensor], path: Path, title: str 
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, title, fontsize=9)
     return path
 
 

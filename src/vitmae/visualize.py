@@ -46,6 +46,18 @@ def mae_reconstruction(model, imgs: torch.Tensor, seed: int = 0) -> dict[str, to
     }
 
 
+def save_figure(fig, path: Path, title: str = "", fontsize: int = 10) -> None:
+    """Title, lay out, write `fig` to `path` (its folder made) and close it."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def save_grid(panels: dict[str, torch.Tensor], path: Path, title: str = "") -> None:
     """panels: name -> (B, C, H, W) in [0, 1]; one row per image, one column per panel."""
     import matplotlib
@@ -66,12 +78,7 @@ def save_grid(panels: dict[str, torch.Tensor], path: Path, title: str = "") -> N
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, title, fontsize=10)
 
 
 def run_visualize(cfg: Config, checkpoint: str | Path, out: str | Path, n: int = 8) -> Path:
