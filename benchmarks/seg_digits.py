@@ -23,7 +23,8 @@ from common import record, rounded
 from vitmae.config import load_config
 from vitmae.data import build_dataset
 from vitmae.data.mnist_seg import MnistSegmentation, scale_digit
-from vitmae.evaluation import load_finetuned, run_dir_of
+from vitmae.evaluation import load_finetuned
+from vitmae.runs import run_dir_of
 
 MIN_PIXELS = 20
 

@@ -123,7 +123,7 @@ def _config(args) -> object:
         return load_config(args.config or "digits", args.overrides)
     if args.config or folder is None:
         return load_config(args.config, args.overrides)
-    from vitmae.evaluation import run_dir_of
+    from vitmae.runs import run_dir_of
 
     run = run_dir_of(folder)
     if run is None:
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(run_evaluate(cfg, args.checkpoint,
                                           predictions_dir=args.save_predictions)))
         elif args.command == "visualize":
-            from vitmae.evaluation import run_dir_of
+            from vitmae.runs import run_dir_of
             from vitmae.visualize import run_visualize
 
             out = args.out or (run_dir_of(args.checkpoint) or Path(".")) / "visualize.png"
@@ -202,7 +202,7 @@ def _use(args) -> int:
 
     if args.command == "visualize":
         from vitmae.attention_visualize import run_attention_visualize
-        from vitmae.evaluation import run_dir_of
+        from vitmae.runs import run_dir_of
 
         run = run_dir_of(args.checkpoint)
         cfg = _config(args) if run is not None and not args.images else None

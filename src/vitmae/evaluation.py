@@ -16,16 +16,8 @@ from vitmae.data.loader import make_loader
 from vitmae.engine import run_evaluator
 from vitmae.models import build_finetune_model
 from vitmae.runner import setup
+from vitmae.runs import run_dir_of
 from vitmae.tasks import build_task
-
-
-def run_dir_of(checkpoint: str | Path) -> Path | None:
-    """The run folder a checkpoint path belongs to (a run folder, or a ckpt-* inside one)."""
-    path = Path(checkpoint)
-    for cand in (path, path.parent, path.parent.parent):
-        if (cand / "config.yaml").is_file():
-            return cand
-    return None
 
 
 def load_finetuned(cfg: Config, checkpoint: str | Path, in_chans: int, num_classes: int):

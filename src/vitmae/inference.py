@@ -26,13 +26,12 @@ from vitmae.checkpoint import read_weights
 from vitmae.config import Config, config_from_dict
 from vitmae.data import build_dataset
 from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from vitmae.evaluation import run_dir_of
 from vitmae.models import build_finetune_model, build_vit
 from vitmae.models.encoder_weights import encoder_state
 from vitmae.models.vit import VisionTransformer
 from vitmae.preprocess import WEIGHTS_CROP_PCT, Preprocess, for_dataset, for_weights
 from vitmae.pretrained import adopt_source, load_into
-from vitmae.runs import read_data_info
+from vitmae.runs import read_data_info, run_dir_of
 from vitmae.variants import FROM_WEIGHTS
 from vitmae.weights import read_source
 

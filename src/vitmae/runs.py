@@ -161,3 +161,11 @@ def run_differences(run: str | Path, reference: str | Path) -> list[str]:
         out.append(f"metrics.jsonl from record {first} ({len(ra)} vs {len(rb)} records)")
     return out
 
+
+def run_dir_of(checkpoint: str | Path) -> Path | None:
+    """The run folder a checkpoint path belongs to (a run folder, or a ckpt-* inside one)."""
+    path = Path(checkpoint)
+    for cand in (path, path.parent, path.parent.parent):
+        if (cand / "config.yaml").is_file():
+            return cand
+    return None

@@ -20,6 +20,7 @@ import yaml
 from safetensors.torch import save_file
 
 from vitmae.checkpoint import read_weights
+from vitmae.runs import run_dir_of
 from vitmae.weights.arch import guess_num_heads, infer_arch
 from vitmae.weights.hf import common_to_hf
 from vitmae.weights.source import DECODER_KEYS, _unprefix
@@ -32,10 +33,10 @@ class ExportError(ValueError):
 
 
 def _run_folder(path: Path) -> Path:
-    for cand in (path, path.parent, path.parent.parent):
-        if (cand / "config.yaml").is_file():
-            return cand
-    raise ExportError(f"{path}: not a vitmae run folder or checkpoint (no config.yaml)")
+    folder = run_dir_of(path)
+    if folder is None:
+        raise ExportError(f"{path}: not a vitmae run folder or checkpoint (no config.yaml)")
+    return folder
 
 
 def run_state(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], str]:

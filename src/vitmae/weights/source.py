@@ -23,6 +23,7 @@ import yaml
 from safetensors import SafetensorError, safe_open
 
 from vitmae.checkpoint import CheckpointError, read_weights, safe_torch_load
+from vitmae.runs import run_dir_of
 from vitmae.variants import VARIANTS
 from vitmae.weights.arch import UnknownLayout, infer_arch
 from vitmae.weights.hf import hf_to_common, is_hf
@@ -134,10 +135,8 @@ def _split(path: Path, fmt: str, state: dict[str, torch.Tensor]) -> Source:
 
 def _run_config(path: Path) -> dict | None:
     """The config.yaml of the vitmae run folder holding `path`, if any."""
-    for folder in (path, *path.parents)[:3]:
-        if (folder / "config.yaml").is_file():
-            return yaml.safe_load((folder / "config.yaml").read_text())
-    return None
+    folder = run_dir_of(path)
+    return None if folder is None else yaml.safe_load((folder / "config.yaml").read_text())
 
 
 def read_source(path: str | Path) -> Source:
