@@ -109,9 +109,9 @@ def sharded_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
     intra-op thread each (`vitmae.shards`), then the optimizer step."""
     from vitmae.shards import ShardedStep
 
-    class Task:  # the engine's task interface: train_step(model, batch) -> (loss, metrics)
+    class Task:  # the task interface: train_step(model, batch, generator) -> (loss, metrics)
         @staticmethod
-        def train_step(m, shard):
+        def train_step(m, shard, generator=None):
             return loss(m, *shard), {}
 
     sharded = ShardedStep(shards)

@@ -20,10 +20,11 @@ from collections import defaultdict
 import torch
 from common import record, rounded
 
+from vitmae.checkpoint import read_weights
 from vitmae.config import load_config
 from vitmae.data import build_dataset
 from vitmae.data.mnist_seg import MnistSegmentation, scale_digit
-from vitmae.evaluation import load_finetuned
+from vitmae.models import load_finetuned
 from vitmae.runs import run_dir_of
 
 MIN_PIXELS = 20
@@ -82,7 +83,8 @@ def main() -> None:
     if cfg.data.dataset != "mnist_seg":
         raise SystemExit(f"{run}: data.dataset is {cfg.data.dataset!r}, expected 'mnist_seg'")
     ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
-    model = load_finetuned(cfg, args.checkpoint, ds.in_chans, ds.num_classes).eval()
+    model = load_finetuned(cfg, read_weights(args.checkpoint), ds.in_chans,
+                           ds.num_classes).eval()
     readings, crowd = [], []
     with torch.inference_mode():
         for i in range(min(args.canvases, len(ds))):

@@ -118,3 +118,24 @@ def test_demo_ends_with_the_evaluation_json(tmp_path):
     assert (tmp_path / "demo" / "reconstruction.png").read_bytes().startswith(PNG)
     assert f"report: {tmp_path / 'demo' / 'report.html'}" in lines
     assert (tmp_path / "demo" / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_a_user_error_is_one_line_and_debug_adds_the_traceback(capsys):
+    argv = ["config", "-c", "digits", "data.batch_size=abc"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vitmae: error: data.batch_size") and "Traceback" not in err
+    for debug in (["--debug", *argv], [*argv[:1], "--debug", *argv[1:]]):
+        assert main(debug) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "ConfigError" in err and "vitmae: error: " in err
+
+
+@pytest.mark.parametrize("bug", [ValueError("internal"), OSError("internal"), KeyError("x")])
+def test_an_internal_error_keeps_its_traceback(monkeypatch, bug):
+    def broken(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr("vitmae.cli.load_config", broken)
+    with pytest.raises(type(bug), match="internal|x"):
+        main(["config", "-c", "digits"])

@@ -16,11 +16,12 @@ from PIL import Image
 from safetensors.torch import save_file
 from test_seg_voc import SIZES
 
+from vitmae.checkpoint import read_weights
 from vitmae.config import Config, ModelConfig, config_from_dict
 from vitmae.data import build_dataset
-from vitmae.evaluation import load_finetuned
 from vitmae.image_files import list_images
 from vitmae.inference import open_model
+from vitmae.models import load_finetuned
 from vitmae.models.vit import build_vit
 from vitmae.runs import read_data_info
 from vitmae.tasks.segment import predict as segment_predict
@@ -70,7 +71,7 @@ def test_classification_goes_through_the_runs_own_evaluation_transform(runs):
     assert rc == 0 and "6 images, 0 could not be read" in err
     got = records(lines)
     ds = build_dataset(_cfg(runs["folder"]).data, "test", train=False)
-    model = load_finetuned(_cfg(runs["folder"]), runs["folder"], 3, 2).eval()
+    model = load_finetuned(_cfg(runs["folder"]), read_weights(runs["folder"]), 3, 2).eval()
     pre = open_model(runs["folder"]).preprocess
     assert len(got) == len(ds) == 6
     for (path, _), (img, _) in zip(ds.samples, (ds[i] for i in range(len(ds))), strict=True):
@@ -128,7 +129,7 @@ def test_segmentation_writes_palette_masks_at_the_original_size_and_overlays(run
     assert len(got) == len(SIZES)
     cfg = _cfg(runs["seg"])
     ds = build_dataset(cfg.data, "mini_val", train=False)
-    model = load_finetuned(cfg, runs["seg"], 3, 21).eval()
+    model = load_finetuned(cfg, read_weights(runs["seg"]), 3, 21).eval()
     pre = open_model(runs["seg"]).preprocess
     for i, id_ in enumerate(ds.ids):  # the run's own evaluation at the original size
         img, _, size = ds[i]

@@ -4,13 +4,11 @@ deterministic with random draws inside the step, and the same training run throu
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import pytest
 import torch
 from test_engine import _train
 
-from vitmae import rng
 from vitmae.shards import ShardedStep, split_batch
 from vitmae.tasks import build_task
 
@@ -87,15 +85,19 @@ def test_random_draws_repeat_for_a_seed_and_differ_across_seeds(micro_mae):
     assert not all(torch.equal(x, z) for x, z in zip(a, c, strict=True))
 
 
-def test_a_thread_uses_its_own_generator_only_inside_the_block():
-    assert rng.generator() is None
-    g, seen = torch.Generator(), []
-    with rng.use(g):
-        assert rng.generator() is g
-        t = threading.Thread(target=lambda: seen.append(rng.generator()))
-        t.start()
-        t.join()
-    assert seen == [None] and rng.generator() is None
+def test_each_shard_step_gets_its_own_generator(micro_vit):
+    seen = []
+
+    class Recording:
+        def train_step(self, model, batch, generator=None):
+            seen.append(generator)
+            return model(batch[0], generator=generator).square().mean(), {}
+
+    step = ShardedStep(2)
+    step.step(Recording(), micro_vit(), _batch(4), 1.0, contextlib.nullcontext)
+    step.close()
+    assert len(seen) == 2 and all(isinstance(g, torch.Generator) for g in seen)
+    assert seen[0] is not seen[1]
 
 
 def test_fit_with_two_shards_trains_as_one_process(micro_vit, tmp_path):

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from vitmae.attention import attention_weights, rollout, token_attention
 from vitmae.config import Config
 from vitmae.data import build_dataset
+from vitmae.errors import UsageError
+from vitmae.figures import denormalize, save_figure
 from vitmae.image_files import list_images
 from vitmae.inference import InferenceModel
-from vitmae.visualize import denormalize, save_figure
 
 
 def attention_panels(model: InferenceModel, imgs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -74,7 +75,7 @@ def load_images(model: InferenceModel, images: Sequence[str] | None, cfg: Config
         pre = model.preprocess
         return torch.stack([pre(pre.read(p)) for p in list_images(images)[:n]])
     if cfg is None:
-        raise ValueError(f"{model.source}: not a run folder, so there is no data set to take "
+        raise UsageError(f"{model.source}: not a run folder, so there is no data set to take "
                          f"images from; name them with --images")
     ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
     return torch.stack([ds[i][0] for i in range(min(n, len(ds)))])  # (n, C, S, S)
@@ -85,7 +86,7 @@ def run_attention_visualize(model: InferenceModel, out: str | Path,
                             n: int = 8) -> Path:
     """Write the attention picture of `model` on up to n images to `out` (a .png path)."""
     if model.encoder is None:
-        raise ValueError(f"{model.source}: attention maps need the PyTorch model (a run folder "
+        raise UsageError(f"{model.source}: attention maps need the PyTorch model (a run folder "
                          f"or a weights file), not an exported one")
     panels = attention_panels(model, load_images(model, images, cfg, n))
     P = model.encoder.num_prefix_tokens

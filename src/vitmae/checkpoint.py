@@ -29,14 +29,12 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from vitmae.errors import CheckpointError
+
 PREFIX = "ckpt-"
 TMP = ".tmp-"  # a save in progress: ignored by list_checkpoints, removed on resume
 PREV = ".prev"  # a checkpoint being replaced by a newer save of the same step
 FILES = ("model.safetensors", "state.pt")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, corrupt, unsafe or does not fit the model."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -16,6 +16,10 @@
 
 PRESET is a YAML file or the name of a built-in preset (`vitmae config -c digits`). With
 --resume or --checkpoint and no -c, the run folder's own config.yaml is used.
+
+A mistake the user can fix (`vitmae.errors.UserError`, or a path that does not exist) ends
+with one line `vitmae: error: ...` and exit 2 (`--debug`: with its traceback too); any other
+exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
 import yaml
@@ -35,11 +40,14 @@ from vitmae.config import (
     to_dict,
     validate,
 )
+from vitmae.errors import UsageError, UserError
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="vitmae", description="MAE pretraining and fine-tuning "
                                  "of Vision Transformers.")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error "
+                    "that is the user's to fix, too")
     sub = ap.add_subparsers(dest="command", required=True)
     helps = {"pretrain": "MAE pretraining", "finetune": "fine-tune (or train from scratch) "
              "for classify / segment / multilabel", "evaluate": "metrics of a fine-tuned "
@@ -76,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folder, or a folder of run "
                    "folders (a demo's); several runs of one stage are overlaid")
     p.add_argument("--out", metavar="FILE.html", help="default: report.html in the first RUN")
+    for p in sub.choices.values():  # also after the command; SUPPRESS keeps an earlier one
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error that is the user's to fix, too")
     return ap
 
 
@@ -136,7 +147,6 @@ def _config(args) -> object:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from vitmae.checkpoint import CheckpointError
     from vitmae.distributed import say
     from vitmae.engine import DivergenceError, Interrupted
 
@@ -185,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     except DivergenceError as e:
         print(f"vitmae: diverged: {e}", file=sys.stderr)
         return 3
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, OSError) as e:
+    except (UserError, FileNotFoundError) as e:
+        if args.debug:
+            traceback.print_exc()
         print(f"vitmae: error: {e}", file=sys.stderr)
         return 2
     return 0
@@ -236,11 +248,11 @@ def _export(args, log) -> int:
         export_onnx(args.run, args.out, int8=args.int8, log=log)
         return 0
     if args.int8:
-        raise ValueError("--int8 is for --to onnx only")
+        raise UsageError("--int8 is for --to onnx only")
     import importlib.util
 
     if importlib.util.find_spec("vitmae.weights.export") is None:
-        raise ValueError(f"--to {args.to}: this vitmae has no weights exporter "
+        raise UsageError(f"--to {args.to}: this vitmae has no weights exporter "
                          f"(vitmae.weights.export); only --to onnx is available")
     from vitmae.weights.export import export_run
 

@@ -19,14 +19,11 @@ from typing import Any
 
 import yaml
 
+from vitmae.errors import ConfigError
 from vitmae.variants import FROM_WEIGHTS, SIZE_KEYS, resolve_sizes
 
 PRESET_DIR = Path(__file__).parent / "configs"
 TASKS = ("classify", "segment", "multilabel")
-
-
-class ConfigError(ValueError):
-    """A preset or override that names an unknown key, has a wrong type or a bad value."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vitmae.errors import UsageError
 from vitmae.image_files import image_batches
 from vitmae.inference import InferenceModel
 from vitmae.models.vit import VisionTransformer
@@ -33,7 +34,7 @@ def features(encoder: VisionTransformer, x: torch.Tensor, pool: str) -> torch.Te
     tokens = encoder.forward_features(x)  # (B, P+L, D)
     if pool == "cls":
         if encoder.num_prefix_tokens == 0:
-            raise ValueError("--pool cls: this model has no class token; use --pool mean")
+            raise UsageError("--pool cls: this model has no class token; use --pool mean")
         pooled = tokens[:, 0]  # (B, D)
     else:
         pooled = tokens[:, encoder.num_prefix_tokens:].mean(dim=1)  # (B, D)
@@ -46,14 +47,14 @@ def run_embed(model: InferenceModel, paths: Sequence[Path], out: str | Path,
     """Write the features of `paths` to `out` (.npy) and the paths to `out` with .csv.
     -> (images done, [(path, reason) of the files that could not be read])."""
     if model.encoder is None:
-        raise ValueError(f"{model.source}: embed needs the PyTorch model (a run folder or a "
+        raise UsageError(f"{model.source}: embed needs the PyTorch model (a run folder or a "
                          f"weights file), not an exported one")
     pool = pool or default_pool(model.encoder)
     if pool not in POOLS:
-        raise ValueError(f"--pool: expected one of {', '.join(POOLS)}, got {pool!r}")
+        raise UsageError(f"--pool: expected one of {', '.join(POOLS)}, got {pool!r}")
     out = Path(out)
     if out.suffix != ".npy":
-        raise ValueError(f"--out {out}: expected a .npy file name")
+        raise UsageError(f"--out {out}: expected a .npy file name")
     failed: list[tuple[Path, str]] = []
     rows, done = [], []
     for batch in image_batches(paths, model.preprocess, batch_size, failed):

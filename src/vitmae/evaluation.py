@@ -12,19 +12,15 @@ import torch
 
 from vitmae.checkpoint import read_weights
 from vitmae.config import Config
+from vitmae.data import build_dataset
 from vitmae.data.loader import make_loader
 from vitmae.engine import run_evaluator
-from vitmae.models import build_finetune_model
+from vitmae.errors import UsageError
+from vitmae.models import load_finetuned
 from vitmae.runner import setup
 from vitmae.runs import run_dir_of
+from vitmae.seg_visualize import palette_writer
 from vitmae.tasks import build_task
-
-
-def load_finetuned(cfg: Config, checkpoint: str | Path, in_chans: int, num_classes: int):
-    """The fine-tuning model of cfg.task with all weights of `checkpoint` (strict)."""
-    model, _, _ = build_finetune_model(cfg, in_chans, num_classes)
-    model.load_state_dict(read_weights(checkpoint), strict=True)
-    return model
 
 
 def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None = None,
@@ -34,19 +30,16 @@ def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None
     predictions_dir (segmentation only): the same pass also writes every prediction there as
     a VOC palette PNG named after the image.
     """
-    from vitmae.data import build_dataset
-
     if predictions_dir is not None and cfg.task != "segment":
-        raise ValueError(f"saving predictions needs a segmentation run (task: segment), "
+        raise UsageError(f"saving predictions needs a segmentation run (task: segment), "
                          f"this one has task: {cfg.task}")
     device = setup(cfg)
     ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
-    model = load_finetuned(cfg, checkpoint, ds.in_chans, ds.num_classes).to(device)
+    model = load_finetuned(cfg, read_weights(checkpoint), ds.in_chans, ds.num_classes)
+    model.to(device)
     task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None))
     evaluator = None
     if predictions_dir is not None:
-        from vitmae.seg_visualize import palette_writer
-
         # this rank's items in the order the loader gives them to the evaluator
         order = make_loader(ds, cfg.data.batch_size, train=False).sampler
         evaluator = task.evaluator(sink=palette_writer(ds, predictions_dir, order))

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from vitmae.data.checks import BadImageError
 from vitmae.data.folder import IMG_EXTENSIONS
+from vitmae.errors import UsageError
 from vitmae.preprocess import Preprocess
 
 
@@ -65,7 +66,7 @@ def image_batches(paths: Sequence[Path], preprocess: Preprocess, batch_size: int
     """Decode `paths` in order into batches of up to `batch_size` readable images; each
     unreadable file is named on stderr and appended to `failed` as (path, reason)."""
     if batch_size < 1:
-        raise ValueError(f"--batch-size: must be at least 1, got {batch_size}")
+        raise UsageError(f"--batch-size: must be at least 1, got {batch_size}")
     bar = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=None, leave=False)
     todo: list[tuple[Path, Image.Image]] = []
     try:

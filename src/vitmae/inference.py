@@ -26,6 +26,7 @@ from vitmae.checkpoint import read_weights
 from vitmae.config import Config, config_from_dict
 from vitmae.data import build_dataset
 from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vitmae.errors import UsageError
 from vitmae.models import build_finetune_model, build_vit
 from vitmae.models.encoder_weights import encoder_state
 from vitmae.models.vit import VisionTransformer
@@ -141,7 +142,7 @@ def _open_onnx(path: Path) -> InferenceModel:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map.get(ONNX_META)
     if meta is None:
-        raise ValueError(f"{path}: no '{ONNX_META}' metadata (task, classes, preprocessing); "
+        raise UsageError(f"{path}: no '{ONNX_META}' metadata (task, classes, preprocessing); "
                          f"export the model with `vitmae export RUN --to onnx`")
     d = json.loads(meta)
     return InferenceModel(d["task"], Preprocess.from_dict(d["preprocess"]), d["classes"],

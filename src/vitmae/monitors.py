@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 from vitmae.config import Config, ConfigError
 from vitmae.data import build_dataset
 from vitmae.data.registry import FirstItems
-from vitmae.visualize import denormalize, mae_reconstruction, save_grid
+from vitmae.figures import denormalize, save_grid
+from vitmae.visualize import mae_reconstruction
 
 GRID_IMAGES = 4  # rows of the reconstruction grid
 PROBE_ITERS = 100  # L-BFGS iterations of the linear probe

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from vitmae.errors import UsageError
 from vitmae.inference import (
     FEATURES,
     ONNX_INPUT,
@@ -72,9 +73,9 @@ def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
     import onnx  # an optional dependency: pip install 'vitmae[onnx]'
 
     if model.module is None:
-        raise ValueError(f"{model.source}: already an exported model")
+        raise UsageError(f"{model.source}: already an exported model")
     if model.task == FEATURES:
-        raise ValueError(f"{model.source}: no classification or segmentation head to export "
+        raise UsageError(f"{model.source}: no classification or segmentation head to export "
                          f"(an MAE run or headless weights)")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

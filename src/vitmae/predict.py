@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from vitmae.errors import UsageError
 from vitmae.image_files import image_batches
 from vitmae.inference import FEATURES, InferenceModel
 from vitmae.seg_visualize import save_palette_png, voc_palette
@@ -35,17 +36,17 @@ def run_predict(model: InferenceModel, paths: Sequence[Path], out: str | Path | 
     """Predict every image of `paths`, emitting one JSON line each.
     -> (images done, [(path, reason) of the files that could not be read])."""
     if model.task == FEATURES:
-        raise ValueError(f"{model.source}: this model has no classification or segmentation "
+        raise UsageError(f"{model.source}: this model has no classification or segmentation "
                          f"head; `vitmae embed` gives its features")
     if topk < 1:
-        raise ValueError(f"--topk: must be at least 1, got {topk}")
+        raise UsageError(f"--topk: must be at least 1, got {topk}")
     names = None
     if model.task == "segment":
         if out is None:
-            raise ValueError("segmentation: --out DIR is needed for the masks and overlays")
+            raise UsageError("segmentation: --out DIR is needed for the masks and overlays")
         names = mask_paths(paths, Path(out))
     elif out is not None:
-        raise ValueError(f"--out is for segmentation models; this one ({model.task}) prints "
+        raise UsageError(f"--out is for segmentation models; this one ({model.task}) prints "
                          f"its results as JSON lines on stdout")
     failed: list[tuple[Path, str]] = []
     done = 0
@@ -92,13 +93,13 @@ def mask_paths(paths: Sequence[Path], out: Path) -> dict[Path, Path]:
         by_name.setdefault(name, []).append(p)
     clash = next((ps for ps in by_name.values() if len(ps) > 1), None)
     if clash:
-        raise ValueError(f"{clash[0]} and {clash[1]} would both be written as "
+        raise UsageError(f"{clash[0]} and {clash[1]} would both be written as "
                          f"{names[clash[0]]}; predict them into separate --out folders")
     inputs = {p.resolve() for p in paths}
     hit = [n for n in names.values() if n.resolve() in inputs or
            overlay_path(n).resolve() in inputs]
     if hit:
-        raise ValueError(f"--out {out}: the masks would overwrite input images (e.g. {hit[0]}); "
+        raise UsageError(f"--out {out}: the masks would overwrite input images (e.g. {hit[0]}); "
                          f"choose another folder")
     return names
 

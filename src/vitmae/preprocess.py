@@ -19,6 +19,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from vitmae.data.checks import open_image
+from vitmae.errors import UsageError
 
 CROP_DATASETS = ("folder",)  # data sets whose evaluation keeps the aspect ratio and crops
 WEIGHTS_CROP_PCT = 0.875  # timm's default evaluation crop for ImageNet models
@@ -40,16 +41,16 @@ class Preprocess:
 
     def __post_init__(self):
         if self.in_chans not in MODES:
-            raise ValueError(f"images of {self.in_chans} channels: only 1 (grey) or 3 (RGB)")
+            raise UsageError(f"images of {self.in_chans} channels: only 1 (grey) or 3 (RGB)")
         if self.resize not in ("squash", "crop"):
-            raise ValueError(f"resize: expected 'squash' or 'crop', got {self.resize!r}")
+            raise UsageError(f"resize: expected 'squash' or 'crop', got {self.resize!r}")
         if self.resize_with not in ("torch", "pil"):
-            raise ValueError(f"resize_with: expected 'torch' or 'pil', got {self.resize_with!r}")
+            raise UsageError(f"resize_with: expected 'torch' or 'pil', got {self.resize_with!r}")
         if not 0.0 < self.crop_pct <= 1.0:
-            raise ValueError(f"crop_pct: must be in (0, 1], got {self.crop_pct}")
+            raise UsageError(f"crop_pct: must be in (0, 1], got {self.crop_pct}")
         self.mean, self.std = tuple(self.mean), tuple(self.std)
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
-            raise ValueError(f"mean {list(self.mean)}, std {list(self.std)}: expected "
+            raise UsageError(f"mean {list(self.mean)}, std {list(self.std)}: expected "
                              f"{self.in_chans} values each, one per channel")
         self._steps = self._build()
 

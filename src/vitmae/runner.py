@@ -84,61 +84,68 @@ def open_run(cfg: Config, stage: str, resume: str | None,
 def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     """MAE pretraining on cfg.data with cfg.pretrain's schedule; with `pretrain.init`, the
     encoder (and the decoder, when the file has a fitting one) starts from those weights."""
-    o = cfg.pretrain
-    src = adopt(cfg, o.init, log) if o.init and resume is None else None
-    p = prepare(cfg)
-    model = build_mae(cfg.model, cfg.data.img_size, p.train_set.in_chans)
-    if src is not None:
-        load_into(model.encoder, src, log=log)
-        load_decoder(model, src, log=log)
-        log(f"loaded the encoder of {o.init} ({src.format} format)")
-    model.to(p.device)
-    lr = base_lr(o, cfg.data.batch_size * o.accum_iter * dist.world_size())
-    optimizer = build_optimizer(param_groups(model, o.weight_decay), o, lr)
-    run, ckpt = open_run(cfg, "pretrain", resume, log)
-    run.record_data(cfg.data.dataset, p.train_set)
-    log(f"pretraining {arch_name(cfg.model)} on {cfg.data.dataset} ({len(p.train_set)} images) "
-        f"for {o.epochs} epochs, lr {lr:.3g}; run folder {run.path}")
-    monitors = pretrain_monitors(cfg, p.val_set, run.path)
-    with run:
-        fit(model, build_task("pretrain", eval_seed=cfg.run.seed), optimizer, lr, o,
-            p.train_set, p.val_set, cfg.data, cfg.run, run, p.device, to_dict(cfg),
-            resume=ckpt, log=log, monitors=monitors)
-    dist.cleanup()
-    return run.path
+    try:
+        o = cfg.pretrain
+        src = adopt(cfg, o.init, log) if o.init and resume is None else None
+        p = prepare(cfg)
+        model = build_mae(cfg.model, cfg.data.img_size, p.train_set.in_chans)
+        if src is not None:
+            load_into(model.encoder, src, log=log)
+            load_decoder(model, src, log=log)
+            log(f"loaded the encoder of {o.init} ({src.format} format)")
+        model.to(p.device)
+        lr = base_lr(o, cfg.data.batch_size * o.accum_iter * dist.world_size())
+        optimizer = build_optimizer(param_groups(model, o.weight_decay), o, lr)
+        run, ckpt = open_run(cfg, "pretrain", resume, log)
+        run.record_data(cfg.data.dataset, p.train_set)
+        log(f"pretraining {arch_name(cfg.model)} on {cfg.data.dataset} "
+            f"({len(p.train_set)} images) for {o.epochs} epochs, lr {lr:.3g}; "
+            f"run folder {run.path}")
+        monitors = pretrain_monitors(cfg, p.val_set, run.path)
+        with run:
+            fit(model, build_task("pretrain", eval_seed=cfg.run.seed), optimizer, lr, o,
+                p.train_set, p.val_set, cfg.data, cfg.run, run, p.device, to_dict(cfg),
+                resume=ckpt, log=log, monitors=monitors)
+        return run.path
+    finally:  # the process group of `setup`, also when training stops early
+        dist.cleanup()
 
 
 def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     """Fine-tune (or train from scratch) the encoder plus a head for cfg.task."""
-    f = cfg.finetune
-    src = adopt(cfg, f.pretrained, log) if f.pretrained and resume is None else None
-    p = prepare(cfg)
-    ds = p.train_set
-    model, encoder, prefix = build_finetune_model(cfg, ds.in_chans, ds.num_classes)
-    if src is not None:
-        missing = load_into(encoder, src, keeps_head(cfg, src, ds.num_classes), log)
-        log(f"loaded the encoder of {f.pretrained} ({src.format} format; new: "
-            f"{', '.join(sorted(missing)) or '-'})")
-    if f.linear_probe:  # train only what the encoder does not own
-        for prm in encoder.parameters():
-            prm.requires_grad_(False)
-        for name, prm in model.named_parameters():
-            if is_head(name, prefix):
-                prm.requires_grad_(True)
-    model.to(p.device)
-    lr = base_lr(f, cfg.data.batch_size * f.accum_iter * dist.world_size())
-    groups = param_groups(model, f.weight_decay, f.layer_decay, encoder.depth, prefix,
-                          f.head_lr_mult)
-    optimizer = build_optimizer(groups, f, lr)
-    task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None),
-                      label_smoothing=f.label_smoothing, aux_weight=cfg.model.seg_aux)
-    run, ckpt = open_run(cfg, "finetune", resume, log)
-    run.record_data(cfg.data.dataset, ds)
-    source = f"from {f.pretrained}" if f.pretrained else "from scratch"
-    log(f"fine-tuning {arch_name(cfg.model)} for {cfg.task} on {cfg.data.dataset} "
-        f"({len(ds)} images) {source} for {f.epochs} epochs, lr {lr:.3g}; run folder {run.path}")
-    with run:
-        fit(model, task, optimizer, lr, f, p.train_set, p.val_set, cfg.data, cfg.run, run,
-            p.device, to_dict(cfg), resume=ckpt, log=log)
-    dist.cleanup()
-    return run.path
+    try:
+        f = cfg.finetune
+        src = adopt(cfg, f.pretrained, log) if f.pretrained and resume is None else None
+        p = prepare(cfg)
+        ds = p.train_set
+        model, encoder, prefix = build_finetune_model(cfg, ds.in_chans, ds.num_classes)
+        if src is not None:
+            missing = load_into(encoder, src, keeps_head(cfg, src, ds.num_classes), log)
+            log(f"loaded the encoder of {f.pretrained} ({src.format} format; new: "
+                f"{', '.join(sorted(missing)) or '-'})")
+        if f.linear_probe:  # train only what the encoder does not own
+            for prm in encoder.parameters():
+                prm.requires_grad_(False)
+            for name, prm in model.named_parameters():
+                if is_head(name, prefix):
+                    prm.requires_grad_(True)
+        model.to(p.device)
+        lr = base_lr(f, cfg.data.batch_size * f.accum_iter * dist.world_size())
+        groups = param_groups(model, f.weight_decay, f.layer_decay, encoder.depth, prefix,
+                              f.head_lr_mult)
+        optimizer = build_optimizer(groups, f, lr)
+        task = build_task(cfg.task, num_classes=ds.num_classes,
+                          classes=getattr(ds, "classes", None),
+                          label_smoothing=f.label_smoothing, aux_weight=cfg.model.seg_aux)
+        run, ckpt = open_run(cfg, "finetune", resume, log)
+        run.record_data(cfg.data.dataset, ds)
+        source = f"from {f.pretrained}" if f.pretrained else "from scratch"
+        log(f"fine-tuning {arch_name(cfg.model)} for {cfg.task} on {cfg.data.dataset} "
+            f"({len(ds)} images) {source} for {f.epochs} epochs, lr {lr:.3g}; "
+            f"run folder {run.path}")
+        with run:
+            fit(model, task, optimizer, lr, f, p.train_set, p.val_set, cfg.data, cfg.run, run,
+                p.device, to_dict(cfg), resume=ckpt, log=log)
+        return run.path
+    finally:  # the process group of `setup`, also when training stops early
+        dist.cleanup()

@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 
 from vitmae import distributed as dist
 from vitmae.checkpoint import list_checkpoints
+from vitmae.errors import PathError
 
 
 def git_commit() -> str | None:
@@ -97,8 +98,8 @@ class RunDir:
                 os.fsync(f.fileno())
             probe.unlink()
         except OSError as e:
-            raise OSError(f"run folder {self.path} cannot be created or written "
-                          f"({type(e).__name__}: {e}); choose another run.output_dir") from None
+            raise PathError(f"run folder {self.path} cannot be created or written "
+                            f"({type(e).__name__}: {e}); choose another run.output_dir") from None
 
     def record_data(self, name: str, ds) -> None:
         """Write `dataset.json`: the data set's name, class names (null where it has none),

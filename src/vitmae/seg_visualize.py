@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vitmae.config import Config
+from vitmae.figures import denormalize, save_grid
+from vitmae.models import load_finetuned
 from vitmae.tasks.segment import predict
 
 
@@ -49,20 +51,10 @@ def save_palette_png(mask: torch.Tensor, path: Path) -> None:
     im.save(path)
 
 
-def load_segmenter(cfg: Config, state: dict, ds) -> torch.nn.Module:
-    from vitmae.models import build_finetune_model
-
-    model, _, _ = build_finetune_model(cfg, ds.in_chans, ds.num_classes)
-    model.load_state_dict(state, strict=True)
-    return model.eval()
-
-
 @torch.no_grad()
 def save_segmentation_grid(cfg: Config, state: dict, ds, batch: list, out: Path) -> Path:
     """batch: items of `ds` ((img, mask) or (img, padded mask, size)) -> PNG at `out`."""
-    from vitmae.visualize import denormalize, save_grid
-
-    model = load_segmenter(cfg, state, ds)
+    model = load_finetuned(cfg, state, ds.in_chans, ds.num_classes).eval()
     imgs = torch.stack([b[0] for b in batch])  # (n, C, H, W)
     sizes = torch.stack([b[2] for b in batch]) if len(batch[0]) > 2 else None  # (n, 2)
     preds = predict(model, imgs, sizes)

@@ -10,8 +10,8 @@ sample weighs the same in the task's loss; with void pixels, each shard's mean o
 valid pixels, as DDP averages its ranks' means); their gradients come
 back from `torch.autograd.grad` and are added into `.grad` in shard order, so the result does
 not depend on which thread finishes first. Random draws inside the step come from a generator
-per shard, seeded from torch's default one (`vitmae.rng`): a seeded run repeats exactly, and a
-resumed one continues exactly.
+per shard, seeded from torch's default one and passed to `task.train_step(model, shard,
+generator)`: a seeded run repeats exactly, and a resumed one continues exactly.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager
 import torch
 import torch.nn as nn
 
-from vitmae import rng
+from vitmae.errors import ConfigError
 
 
 def split_batch(batch: Sequence[torch.Tensor], n: int) -> list[list[torch.Tensor]]:
@@ -47,8 +47,8 @@ class ShardedStep:
              context: Callable[[], AbstractContextManager]) -> tuple[float, dict]:
         B = batch[0].shape[0]
         if B < self.n:
-            raise ValueError(f"run.shards={self.n}: a batch of {B} images cannot be cut into "
-                             f"{self.n} shards; lower run.shards or raise data.batch_size")
+            raise ConfigError(f"run.shards={self.n}: a batch of {B} images cannot be cut into "
+                              f"{self.n} shards; lower run.shards or raise data.batch_size")
         params = [p for p in model.parameters() if p.requires_grad]
         seeds = torch.randint(0, 2**62, (self.n,)).tolist()  # from the default generator
         shards = split_batch(batch, self.n)
@@ -56,8 +56,8 @@ class ShardedStep:
         def run(shard: list[torch.Tensor], seed: int):
             torch.set_num_threads(1)  # this worker's only: the caller keeps its own
             weight = shard[0].shape[0] / B
-            with rng.use(torch.Generator().manual_seed(seed)), context():
-                loss, metrics = task.train_step(model, shard)
+            with context():
+                loss, metrics = task.train_step(model, shard, torch.Generator().manual_seed(seed))
             grads = torch.autograd.grad(loss * (weight * scale), params, allow_unused=True)
             return weight, loss.item(), metrics, grads
 

@@ -3,6 +3,8 @@ check them without importing the models."""
 
 from __future__ import annotations
 
+from vitmae.errors import ConfigError
+
 # Model sizes as data. The *_patch4 variants are for 28-32 px images on a CPU; the standard
 # ones follow timm / MAE. mlp_ratio is 4 throughout.
 VARIANTS: dict[str, dict[str, int]] = {
@@ -28,12 +30,12 @@ def resolve_sizes(arch: str, overrides: dict[str, int | None]) -> dict[str, int]
     if arch == FROM_WEIGHTS:
         missing = [k for k in SIZE_KEYS if overrides.get(k) is None]
         if missing:
-            raise ValueError(f"model.arch=from_weights: {', '.join(missing)} are read from the "
-                             f"pretrained weights, which have not been read yet")
+            raise ConfigError(f"model.arch=from_weights: {', '.join(missing)} are read from the "
+                              f"pretrained weights, which have not been read yet")
         return {k: int(overrides[k]) for k in SIZE_KEYS}
     if arch not in VARIANTS:
-        raise ValueError(f"model.arch: unknown variant {arch!r} (known: {', '.join(VARIANTS)}, "
-                         f"or {FROM_WEIGHTS})")
+        raise ConfigError(f"model.arch: unknown variant {arch!r} (known: {', '.join(VARIANTS)}, "
+                          f"or {FROM_WEIGHTS})")
     sizes = dict(VARIANTS[arch])
     sizes.update({k: v for k, v in overrides.items() if k in SIZE_KEYS and v is not None})
     return sizes

@@ -13,14 +13,11 @@ import torch
 
 from vitmae.checkpoint import read_weights
 from vitmae.config import Config
+from vitmae.data import build_dataset
+from vitmae.errors import UsageError
+from vitmae.figures import denormalize, save_grid
 from vitmae.models.mae import build_mae, patchify, unpatchify
-
-
-def denormalize(imgs: torch.Tensor, mean, std) -> torch.Tensor:
-    """(B, C, H, W) normalized -> (B, C, H, W) in [0, 1]."""
-    m = torch.tensor(mean, dtype=imgs.dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=imgs.dtype).view(1, -1, 1, 1)
-    return (imgs * s + m).clamp(0, 1)
+from vitmae.seg_visualize import save_segmentation_grid
 
 
 @torch.no_grad()
@@ -46,45 +43,8 @@ def mae_reconstruction(model, imgs: torch.Tensor, seed: int = 0) -> dict[str, to
     }
 
 
-def save_figure(fig, path: Path, title: str = "", fontsize: int = 10) -> None:
-    """Title, lay out, write `fig` to `path` (its folder made) and close it."""
-    import matplotlib.pyplot as plt
-
-    if title:
-        fig.suptitle(title, fontsize=fontsize)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def save_grid(panels: dict[str, torch.Tensor], path: Path, title: str = "") -> None:
-    """panels: name -> (B, C, H, W) in [0, 1]; one row per image, one column per panel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(panels)
-    B = next(iter(panels.values())).shape[0]
-    fig, axes = plt.subplots(B, len(names), figsize=(2 * len(names), 2 * B), squeeze=False)
-    for j, name in enumerate(names):
-        for i in range(B):
-            img = panels[name][i].permute(1, 2, 0).cpu().numpy()  # (H, W, C)
-            ax = axes[i][j]
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img,
-                      cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1,
-                      interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(name, fontsize=9)
-    save_figure(fig, path, title, fontsize=10)
-
-
 def run_visualize(cfg: Config, checkpoint: str | Path, out: str | Path, n: int = 8) -> Path:
     """Write the picture for `checkpoint` (MAE or segmentation) to `out` (a .png path)."""
-    from vitmae.data import build_dataset
-
     out = Path(out)
     ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
     state = read_weights(checkpoint)
@@ -98,8 +58,6 @@ def run_visualize(cfg: Config, checkpoint: str | Path, out: str | Path, n: int =
         save_grid(panels, out, f"MAE, mask ratio {model.mask_ratio:.2f}")
         return out
     if cfg.task == "segment":
-        from vitmae.seg_visualize import save_segmentation_grid
-
         return save_segmentation_grid(cfg, state, ds, batch, out)
-    raise ValueError(f"{checkpoint}: visualize needs an MAE checkpoint (decoder weights) or a "
+    raise UsageError(f"{checkpoint}: visualize needs an MAE checkpoint (decoder weights) or a "
                      f"segmentation one (task: segment); this is a {cfg.task} checkpoint")

@@ -24,9 +24,10 @@ def test_nan_loss_names_step_lr_and_last_good_checkpoint(tmp_path, monkeypatch, 
     calls = []
     train_step = PretrainTask.train_step
 
-    def nan_at_step_6(self, model, batch):  # steps 0..5 are fine, ckpt-4 is the last save
+    # steps 0..5 are fine, ckpt-4 is the last save
+    def nan_at_step_6(self, model, batch, generator=None):
         calls.append(1)
-        loss, metrics = train_step(self, model, batch)
+        loss, metrics = train_step(self, model, batch, generator)
         return (loss * float("nan") if len(calls) == 7 else loss), metrics
 
     monkeypatch.setattr(PretrainTask, "train_step", nan_at_step_6)
@@ -56,9 +57,9 @@ def test_non_finite_weights_after_a_finite_loss_are_not_saved(tmp_path, monkeypa
     calls = []
     train_step = PretrainTask.train_step
 
-    def poison_weights_at_step_3(self, model, batch):
+    def poison_weights_at_step_3(self, model, batch, generator=None):
         calls.append(1)
-        out = train_step(self, model, batch)
+        out = train_step(self, model, batch, generator)
         if len(calls) == 4:
             with torch.no_grad():
                 next(model.parameters()).fill_(float("nan"))

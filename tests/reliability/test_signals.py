@@ -41,11 +41,11 @@ def test_sigterm_mid_step_finishes_it_then_stops(runs, tmp_path, monkeypatch, ca
     calls = []
     train_step = PretrainTask.train_step
 
-    def signalled_step(self, model, batch):
+    def signalled_step(self, model, batch, generator=None):
         calls.append(1)
         if len(calls) == 3:
             os.kill(os.getpid(), signal.SIGTERM)
-        return train_step(self, model, batch)
+        return train_step(self, model, batch, generator)
 
     monkeypatch.setattr(PretrainTask, "train_step", signalled_step)
     code = main(pretrain_argv(tmp_path, "term"))

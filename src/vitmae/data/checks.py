@@ -21,8 +21,10 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
+from vitmae.errors import UserError
 
-class BadDataError(ValueError):
+
+class BadDataError(UserError, ValueError):
     """One item of a data set is unusable; `path` names the file at fault."""
 
     def __init__(self, message: str, path: str | Path | None = None):
@@ -144,8 +146,8 @@ def check_labels(labels: np.ndarray, num_classes: int, source: str | Path) -> No
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{source}: label {labels[i]} at position {i} is outside the class "
-                         f"range 0..{num_classes - 1} ({bad.size} such labels)")
+        raise BadLabelError(f"{source}: label {labels[i]} at position {i} is outside the class "
+                            f"range 0..{num_classes - 1} ({bad.size} such labels)")
 
 
 # What a CIFAR python batch needs: numpy arrays, and bytes as Python 3 pickles them.

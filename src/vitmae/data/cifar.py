@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vitmae.config import DataConfig
-from vitmae.data.checks import check_labels, safe_pickle_load
+from vitmae.data.checks import BadDataError, check_labels, safe_pickle_load
 from vitmae.data.registry import check_split, norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.tensor_dataset import ImageTensorDataset
@@ -41,18 +41,18 @@ def read_pickle(path: Path) -> dict:
     except FileNotFoundError:
         raise
     except Exception as e:  # pickle raises many types on corrupt input
-        raise ValueError(f"{path}: not a readable CIFAR python pickle ({e!r})") from e
+        raise BadDataError(f"{path}: not a readable CIFAR python pickle ({e!r})") from e
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """-> data (N, 3, 32, 32) uint8, labels (N,) int64."""
     d = read_pickle(path)
     if not isinstance(d, dict) or "data" not in d or "labels" not in d:
-        raise ValueError(f"{path}: expected a dict with 'data' and 'labels'")
+        raise BadDataError(f"{path}: expected a dict with 'data' and 'labels'")
     data, labels = np.asarray(d["data"], dtype=np.uint8), np.asarray(d["labels"], np.int64)
     if data.ndim != 2 or data.shape != (len(labels), 3072):
-        raise ValueError(f"{path}: expected data of shape ({len(labels)}, 3072), "
-                         f"found {data.shape}")
+        raise BadDataError(f"{path}: expected data of shape ({len(labels)}, 3072), "
+                           f"found {data.shape}")
     check_labels(labels, len(CLASSES), path)
     return data.reshape(-1, 3, 32, 32), labels  # (N, 3072) -> (N, 3, 32, 32), RGB planes
 

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vitmae.config import DataConfig
-from vitmae.data.checks import open_image
+from vitmae.data.checks import BadDataError, open_image
 from vitmae.data.registry import norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD, folder_transform
@@ -108,7 +108,7 @@ def build_folder(cfg: DataConfig, split: str, train: bool) -> ImageFolderDataset
     ds.mean, ds.std = mean, std
     problems = class_problems(folders)
     if problems and not cfg.allow_class_mismatch:
-        raise ValueError("image folder classes: " + "; ".join(problems) + ". Fix the folders, "
-                         "or pass data.allow_class_mismatch=true to train on the union of the "
-                         "class folders of both splits")
+        raise BadDataError("image folder classes: " + "; ".join(problems) + ". Fix the folders, "
+                           "or pass data.allow_class_mismatch=true to train on the union of the "
+                           "class folders of both splits")
     return ds

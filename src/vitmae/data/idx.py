@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vitmae.data.checks import BadDataError
+
 IMAGES_MAGIC = 2051  # 0x00000803: uint8, 3 dimensions (N, rows, cols)
 LABELS_MAGIC = 2049  # 0x00000801: uint8, 1 dimension (N,)
 
@@ -24,17 +26,17 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
             raw = f.read()
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # a truncated or non-gzip .gz
-        raise ValueError(f"{path}: cannot decompress ({e}); truncated or corrupt") from e
+        raise BadDataError(f"{path}: cannot decompress ({e}); truncated or corrupt") from e
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: expected an IDX header of {header} bytes, file has {len(raw)}")
+        raise BadDataError(f"{path}: expected an IDX header of {header} bytes, file has {len(raw)}")
     found = int.from_bytes(raw[:4], "big")
     if found != magic:
-        raise ValueError(f"{path}: expected IDX magic number {magic}, found {found}")
+        raise BadDataError(f"{path}: expected IDX magic number {magic}, found {found}")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     if len(raw) - header != math.prod(dims):
-        raise ValueError(f"{path}: expected {math.prod(dims)} bytes of data for shape "
-                         f"{tuple(dims)}, found {len(raw) - header}; the file is truncated "
-                         f"or corrupt")
+        raise BadDataError(f"{path}: expected {math.prod(dims)} bytes of data for shape "
+                           f"{tuple(dims)}, found {len(raw) - header}; the file is truncated "
+                           f"or corrupt")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from vitmae.config import DataConfig
+from vitmae.data.checks import BadDataError
 from vitmae.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from vitmae.data.registry import check_split, norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
@@ -60,12 +61,12 @@ def load_idx_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, t
     images = read_idx(images_path, IMAGES_MAGIC)  # (N, 28, 28)
     labels = read_idx(labels_path, LABELS_MAGIC)  # (N,)
     if images.shape[1:] != (28, 28):
-        raise ValueError(f"{images_path}: expected 28x28 images, found {images.shape[1:]}")
+        raise BadDataError(f"{images_path}: expected 28x28 images, found {images.shape[1:]}")
     if len(labels) != len(images):
-        raise ValueError(f"{labels_path}: expected {len(images)} labels (as many as images "
-                         f"in {images_path.name}), found {len(labels)}")
+        raise BadDataError(f"{labels_path}: expected {len(images)} labels (as many as images "
+                           f"in {images_path.name}), found {len(labels)}")
     if len(labels) and labels.max() > 9:
-        raise ValueError(f"{labels_path}: expected labels 0..9, found {labels.max()}")
+        raise BadDataError(f"{labels_path}: expected labels 0..9, found {labels.max()}")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype("int64"))
 
 

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from vitmae.config import DataConfig
 from vitmae.data.mnist import FILES, VARIANTS, build_idx_dataset
 from vitmae.data.registry import check_split, norm_stats, register_dataset
+from vitmae.errors import ConfigError
 
 CLASSES = ["background"] + [str(d) for d in range(10)]
 MEAN, STD = VARIANTS["mnist"][3], VARIANTS["mnist"][4]
@@ -117,7 +118,7 @@ def mnist_digits(cfg: DataConfig, split: str) -> tuple[Tensor, Tensor]:
 @register_dataset("mnist_seg")
 def build_mnist_seg(cfg: DataConfig, split: str, train: bool) -> MnistSegmentation:
     if cfg.seg_digits < 1:
-        raise ValueError(f"data.seg_digits: must be >= 1, got {cfg.seg_digits}")
+        raise ConfigError(f"data.seg_digits: must be >= 1, got {cfg.seg_digits}")
     digits, labels = mnist_digits(cfg, split)
     # a different stream per split, so that train and test canvases are unrelated
     seed = cfg.seed * 2 + (split == "test")

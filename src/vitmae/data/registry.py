@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Subset
 
 from vitmae.config import DataConfig
 from vitmae.data.skip import SkipBad
+from vitmae.errors import ConfigError
 
 Builder = Callable[[DataConfig, str, bool], Dataset]
 DATASETS: dict[str, Builder] = {}
@@ -70,15 +71,15 @@ def build_plain(cfg: DataConfig, split: str, train: bool) -> Dataset:
 
 def builder_of(cfg: DataConfig) -> Builder:
     if cfg.dataset not in DATASETS:
-        raise ValueError(f"data.dataset: unknown data set '{cfg.dataset}' "
-                         f"(registered: {', '.join(sorted(DATASETS))})")
+        raise ConfigError(f"data.dataset: unknown data set '{cfg.dataset}' "
+                          f"(registered: {', '.join(sorted(DATASETS))})")
     return DATASETS[cfg.dataset]
 
 
 def check_split(split: str, valid: tuple[str, ...], name: str) -> None:
     """Raise a ValueError naming the valid splits of data set `name`."""
     if split not in valid:
-        raise ValueError(f"{name}: unknown split '{split}' (valid: {', '.join(valid)})")
+        raise ConfigError(f"{name}: unknown split '{split}' (valid: {', '.join(valid)})")
 
 
 def norm_stats(cfg: DataConfig, mean: tuple, std: tuple) -> tuple[tuple, tuple]:
@@ -96,6 +97,6 @@ def norm_stats(cfg: DataConfig, mean: tuple, std: tuple) -> tuple[tuple, tuple]:
             return (sum(values) / len(values),)
         if len(values) == 1:
             return tuple(values) * C
-        raise ValueError(f"{key}: {len(values)} values for {C}-channel images")
+        raise ConfigError(f"{key}: {len(values)} values for {C}-channel images")
 
     return fit(cfg.mean, "data.mean"), fit(cfg.std, "data.std")

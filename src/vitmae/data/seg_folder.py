@@ -42,7 +42,7 @@ def pair_files(split_dir: Path, skip_bad: bool) -> tuple[list[Path], list[Path]]
     stems: dict[str, Path] = {}
     for p in images:
         if p.stem in stems:
-            raise ValueError(f"{stems[p.stem]} and {p}: two photos for one mask name")
+            raise BadDataError(f"{stems[p.stem]} and {p}: two photos for one mask name")
         stems[p.stem] = p
     masks = [masks_dir / f"{p.stem}.png" for p in images]
     missing = [m for m in masks if not m.is_file()]
@@ -61,8 +61,8 @@ def read_classes(root: Path, train_masks: list[Path]) -> list[str]:
     if names_file.is_file():
         names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
         if not 1 <= len(names) <= IGNORE:
-            raise ValueError(f"{names_file}: expected 1 to {IGNORE} class names (one a line; "
-                             f"{IGNORE} is void), found {len(names)}")
+            raise BadDataError(f"{names_file}: expected 1 to {IGNORE} class names (one a line; "
+                               f"{IGNORE} is void), found {len(names)}")
         return names
     largest = 0
     for path in train_masks:
@@ -72,8 +72,8 @@ def read_classes(root: Path, train_masks: list[Path]) -> list[str]:
             continue
         largest = max(largest, int(values[values != IGNORE].max(initial=0)))
     if largest >= IGNORE:
-        raise ValueError(f"{root}: a training mask has the value {largest}; classes must be "
-                         f"0..{IGNORE - 1} ({IGNORE} is void)")
+        raise BadDataError(f"{root}: a training mask has the value {largest}; classes must be "
+                           f"0..{IGNORE - 1} ({IGNORE} is void)")
     return [str(k) for k in range(largest + 1)]
 
 

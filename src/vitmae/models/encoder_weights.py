@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from vitmae.checkpoint import CheckpointError
+from vitmae.errors import CheckpointError
 from vitmae.models.pos_embed import resample_pos_embed
 from vitmae.models.vit import VisionTransformer
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitmae import rng
+from vitmae.errors import ConfigError
 from vitmae.models.pos_embed import sincos_2d
 from vitmae.models.vit import Block, VisionTransformer, build_vit, init_weights
 
@@ -64,7 +64,6 @@ def random_masking(B: int, L: int, mask_ratio: float, device=None,
     """
     L_keep = int(L * (1 - mask_ratio))
     if noise is None:
-        generator = generator or rng.generator()
         gen_device = generator.device if generator is not None else device
         noise = torch.rand(B, L, generator=generator, device=gen_device).to(device)  # (B, L)
     ids_shuffle = noise.argsort(dim=1)  # ascending: small noise is kept
@@ -85,7 +84,7 @@ class MaskedAutoencoder(nn.Module):
                  norm_eps: float = 1e-6):
         super().__init__()
         if encoder.num_prefix_tokens != 1:
-            raise ValueError("MAE needs an encoder with a class token (model.class_token=true)")
+            raise ConfigError("MAE needs an encoder with a class token (model.class_token=true)")
         self.encoder = encoder
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
         D, p, C = encoder.embed_dim, encoder.patch_size, encoder.in_chans
@@ -139,12 +138,13 @@ class MaskedAutoencoder(nn.Module):
     def forward(self, imgs: torch.Tensor, mask_ratio: float | None = None,
                 generator: torch.Generator | None = None, noise: torch.Tensor | None = None):
         """imgs: (B, C, H, W), noise None or (B, L) -> loss (scalar), pred (B, L, p*p*C),
-        mask (B, L)."""
+        mask (B, L). The masking (and any drop-path) draws from `generator` (None: torch's
+        default)."""
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         B = imgs.shape[0]
         L = self.grid_size[0] * self.grid_size[1]
         ids_keep, mask, ids_restore = random_masking(B, L, ratio, imgs.device, generator, noise)
-        latent = self.encoder.forward_features(imgs, ids_keep)  # (B, 1+L_keep, D)
+        latent = self.encoder.forward_features(imgs, ids_keep, generator)  # (B, 1+L_keep, D)
         pred = self.forward_decoder(latent, ids_restore)  # (B, L, p*p*C)
         return self.loss(imgs, pred, mask), pred, mask
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import torch
 
+from vitmae.errors import ConfigError
+
 
 def axial_rope(head_dim: int, h: int, w: int, base: float = 100.0) -> torch.Tensor:
     """-> (2, 1+L, hd): cos and sin of the rotation angles, row 0 (class token) angle 0."""
     if head_dim % 4:
-        raise ValueError(f"model.rope: the head width ({head_dim}) must be divisible by 4")
+        raise ConfigError(f"model.rope: the head width ({head_dim}) must be divisible by 4")
     n = head_dim // 4
     freqs = 1.0 / base ** (torch.arange(n, dtype=torch.float64) / n)  # (n,)
     rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")  # (h, w) each

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vitmae.errors import ConfigError
+
 
 def tokens_to_grid(tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """(B, L, D) -> (B, D, h, w), patches row-major (as PatchEmbed flattens them)."""
@@ -116,4 +118,4 @@ def build_head(name: str, embed_dim: int, num_classes: int, depth: int, patch_si
         return LinearHead(embed_dim, num_classes, depth - 1)
     if name == "pup":
         return PUPHead(embed_dim, num_classes, depth, patch_size, in_chans)
-    raise ValueError(f"model.seg_head: expected 'linear' or 'pup', got {name!r}")
+    raise ConfigError(f"model.seg_head: expected 'linear' or 'pup', got {name!r}")

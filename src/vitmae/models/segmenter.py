@@ -27,12 +27,14 @@ class Segmenter(nn.Module):
         if aux_head is not None:
             self.aux_norm = nn.LayerNorm(encoder.embed_dim, eps=1e-6)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, C, H, W) -> (B, K, H, W) logits; training with an aux head: (logits, aux)."""
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C, H, W) -> (B, K, H, W) logits; training with an aux head: (logits, aux).
+        `generator` draws the encoder's drop-path masks."""
         aux = self.aux_head is not None and self.training
         levels = list(self.head.indices)
         feats = self.encoder.forward_intermediates(
-            x, levels + self.aux_head.indices if aux else levels)  # each (B, L, D)
+            x, levels + self.aux_head.indices if aux else levels, generator)  # each (B, L, D)
         hw = self.encoder.patch_embed.grid_size
         logits = self.head(feats[: len(levels)], hw, x)  # (B, K, H, W)
         if not aux:

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitmae import rng
+from vitmae.errors import ConfigError
 from vitmae.models.pos_embed import sincos_2d
 from vitmae.models.rope import axial_rope, rotate, select
 from vitmae.variants import SIZE_KEYS, VARIANTS, resolve_sizes
@@ -52,7 +52,7 @@ class PatchEmbed(nn.Module):
         super().__init__()
         H, W = _pair(img_size)
         if H % patch_size or W % patch_size:
-            raise ValueError(f"image size {H}x{W} is not divisible by the patch size {patch_size}")
+            raise ConfigError(f"image size {H}x{W} is not divisible by the patch size {patch_size}")
         self.img_size, self.patch_size = (H, W), patch_size
         self.grid_size = (H // patch_size, W // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
@@ -78,11 +78,13 @@ class DropPath(nn.Module):
         super().__init__()
         self.p = p
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """x: (B, N, D) -> (B, N, D); the draws come from `generator` (None: torch's default)."""
         if self.p == 0.0 or not self.training:
             return x
         keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1))  # (B, 1, 1)
-        keep.bernoulli_(1 - self.p, generator=rng.generator())
+        keep.bernoulli_(1 - self.p, generator=generator)
         return x * keep.div_(1 - self.p)  # scale the (B, 1, 1) mask, not the activations
 
 
@@ -93,7 +95,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"{num_heads} heads do not divide the width {dim}")
+            raise ConfigError(f"{num_heads} heads do not divide the width {dim}")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
@@ -134,9 +136,11 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), rope))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+    def forward(self, x: torch.Tensor, rope: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """x: (B, N, D) -> (B, N, D); `generator` draws the drop-path masks."""
+        x = x + self.drop_path(self.attn(self.norm1(x), rope), generator)
+        return x + self.drop_path(self.mlp(self.norm2(x)), generator)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -168,11 +172,11 @@ class VisionTransformer(nn.Module):
                  fc_norm: bool = False):
         super().__init__()
         if pos_embed not in ("sincos", "learned"):
-            raise ValueError(f"pos_embed: expected 'sincos' or 'learned', got {pos_embed!r}")
+            raise ConfigError(f"pos_embed: expected 'sincos' or 'learned', got {pos_embed!r}")
         if global_pool == "token" and not class_token:
-            raise ValueError("global_pool='token' needs a class token")
+            raise ConfigError("global_pool='token' needs a class token")
         if rope and not class_token:
-            raise ValueError("rope: the rotary table has a class-token row; needs a class token")
+            raise ConfigError("rope: the rotary table has a class-token row; needs a class token")
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
         self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
         self.num_prefix_tokens = int(class_token)
@@ -225,17 +229,20 @@ class VisionTransformer(nn.Module):
         (2, B or 1, 1, 1+L_keep, hd); None without RoPE."""
         return None if self.rope_table is None else select(self.rope_table, ids_keep)
 
-    def forward_features(self, x: torch.Tensor,
-                         ids_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, C, H, W) -> (B, P+L_keep, D), normalised; L_keep = L when ids_keep is None."""
+    def forward_features(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, P+L_keep, D), normalised; L_keep = L when ids_keep is None.
+        Drop-path draws come from `generator` (None: torch's default)."""
         rope = self.rope(ids_keep)
         x = self.embed(x, ids_keep)
         for block in self.blocks:
-            x = block(x, rope)
+            x = block(x, rope, generator)
         return self.norm(x)
 
-    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int]) -> list[torch.Tensor]:
-        """Patch tokens after the given blocks (0-based; -1 = last, normalised).
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int],
+                              generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Patch tokens after the given blocks (0-based; -1 = last, normalised); drop-path
+        draws come from `generator`.
 
         x: (B, C, H, W) -> list of (B, L, D), class token dropped (Segmenter, SETR-MLA).
         """
@@ -245,7 +252,7 @@ class VisionTransformer(nn.Module):
         rope = self.rope()
         x = self.embed(x)
         for i, block in enumerate(self.blocks):
-            x = block(x, rope)
+            x = block(x, rope, generator)
             if i in wanted:
                 outs[i] = self.norm(x) if i == depth - 1 else x
         return [outs[i % depth][:, self.num_prefix_tokens:] for i in indices]  # each (B, L, D)
@@ -261,8 +268,9 @@ class VisionTransformer(nn.Module):
         """x: (B, P+L, D) -> (B, K) logits (or (B, D) features without a head)."""
         return self.head(self.pool(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x: (B, C, H, W) -> (B, K) logits; `generator` draws the drop-path masks."""
+        return self.forward_head(self.forward_features(x, generator=generator))
 
 
 def layer_id(name: str, depth: int) -> int:

@@ -1,29 +1,23 @@
 """Tasks: what one training step and one evaluation mean for each kind of run.
 
 The engine knows nothing of MAE, classes or masks; a task gives it
-  `train_step(model, batch) -> (loss, {name: float})` and
+  `train_step(model, batch, generator) -> (loss, {name: float})`, where `generator` (a
+  `torch.Generator`, or None for torch's default) is what the model's random draws (MAE
+  masking, drop-path) come from, and
   `evaluator()` -> an object with `update(model, batch)`, additive tensor state `sums`
   (summed across ranks by the engine) and `result() -> dict`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from vitmae.errors import ConfigError
+from vitmae.tasks import classify, multilabel, pretrain, segment  # noqa: F401  (they register)
+from vitmae.tasks.registry import TASKS, register_task
 
-TASKS: dict[str, Callable] = {}
-
-
-def register_task(name: str):
-    def deco(cls):
-        TASKS[name] = cls
-        return cls
-    return deco
+__all__ = ["TASKS", "build_task", "register_task"]
 
 
 def build_task(name: str, **kwargs):
-    # Import the task modules so that they register themselves.
-    from vitmae.tasks import classify, multilabel, pretrain, segment  # noqa: F401
-
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
+        raise ConfigError(f"unknown task {name!r} (known: {', '.join(sorted(TASKS))})")
     return TASKS[name](**kwargs)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from vitmae.metrics import classification_metrics, confusion_matrix
-from vitmae.tasks import register_task
+from vitmae.tasks.registry import register_task
 
 
 @register_task("classify")
@@ -15,9 +15,9 @@ class ClassifyTask:
                  label_smoothing: float = 0.0, **_):
         self.K, self.classes, self.label_smoothing = num_classes, classes, label_smoothing
 
-    def train_step(self, model, batch):
+    def train_step(self, model, batch, generator: torch.Generator | None = None):
         imgs, labels = batch  # (B, C, H, W), (B,)
-        logits = model(imgs)  # (B, K)
+        logits = model(imgs, generator=generator)  # (B, K)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         acc = (logits.argmax(-1) == labels).float().mean().item()
         return loss, {"acc": acc}

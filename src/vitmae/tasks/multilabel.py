@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from vitmae.metrics import average_precision, score_histograms
-from vitmae.tasks import register_task
+from vitmae.tasks.registry import register_task
 
 BINS = 10_000
 
@@ -25,9 +25,9 @@ class MultilabelTask:
     def __init__(self, num_classes: int, classes: list[str] | None = None, **_):
         self.K, self.classes = num_classes, classes
 
-    def train_step(self, model, batch):
+    def train_step(self, model, batch, generator: torch.Generator | None = None):
         imgs, targets = batch  # (B, C, H, W), (B, K) 0/1
-        logits = model(imgs)  # (B, K)
+        logits = model(imgs, generator=generator)  # (B, K)
         loss = F.binary_cross_entropy_with_logits(logits, targets.float())
         acc = ((logits > 0) == targets.bool()).float().mean().item()
         return loss, {"per_label_acc": acc}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vitmae.tasks import register_task
+from vitmae.tasks.registry import register_task
 
 
 @register_task("pretrain")
@@ -12,9 +12,9 @@ class PretrainTask:
     def __init__(self, eval_seed: int = 0, **_):
         self.eval_seed = eval_seed
 
-    def train_step(self, model, batch):
+    def train_step(self, model, batch, generator: torch.Generator | None = None):
         imgs = batch[0]  # (B, C, H, W); labels, if any, are not used
-        loss, _, _ = model(imgs)
+        loss, _, _ = model(imgs, generator=generator)
         return loss, {}
 
     def evaluator(self):

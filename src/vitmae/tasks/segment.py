@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vitmae.metrics import background_baseline, confusion_matrix, segmentation_metrics
-from vitmae.tasks import register_task
+from vitmae.tasks.registry import register_task
 
 IGNORE_INDEX = 255
 
@@ -24,9 +24,10 @@ class SegmentTask:
                  aux_weight: float = 0.0, **_):
         self.K, self.classes, self.aux_weight = num_classes, classes, aux_weight
 
-    def train_step(self, model, batch):
+    def train_step(self, model, batch, generator: torch.Generator | None = None):
         imgs, masks = batch[0], batch[1]  # (B, C, H, W), (B, H, W)
-        out = model(imgs)  # (B, K, H, W), or with an auxiliary head (logits, aux logits)
+        # (B, K, H, W), or with an auxiliary head (logits, aux logits)
+        out = model(imgs, generator=generator)
         logits, aux = out if isinstance(out, tuple) else (out, None)
         loss = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
         if aux is not None:  # the auxiliary head's loss, weighted (model.seg_aux)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vitmae.errors import ConfigError
+
 
 def resize_matrix(old: int, new: int) -> torch.Tensor:
     """B: (new*new, old*old), the bilinear resize of a flattened old x old patch."""
@@ -42,5 +44,5 @@ def adapt_channels(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
         return weight.sum(dim=1, keepdim=True)  # (D, 1, p, p)
     if C == 1:
         return weight.expand(-1, in_chans, -1, -1) / in_chans  # (D, in_chans, p, p)
-    raise ValueError(f"cannot map a {C}-channel patch projection to {in_chans} channels "
-                     f"(only C -> 1 and 1 -> C)")
+    raise ConfigError(f"cannot map a {C}-channel patch projection to {in_chans} channels "
+                      f"(only C -> 1 and 1 -> C)")

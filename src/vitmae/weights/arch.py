@@ -14,10 +14,12 @@ import re
 
 import torch
 
+from vitmae.errors import UserError
+
 BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
 
-class UnknownLayout(ValueError):
+class UnknownLayout(UserError, ValueError):
     """A state dict that is not a ViT in the common layout."""
 
 

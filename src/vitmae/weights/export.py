@@ -20,7 +20,9 @@ import yaml
 from safetensors.torch import save_file
 
 from vitmae.checkpoint import read_weights
+from vitmae.errors import UserError
 from vitmae.runs import run_dir_of
+from vitmae.variants import VARIANTS
 from vitmae.weights.arch import guess_num_heads, infer_arch
 from vitmae.weights.hf import common_to_hf
 from vitmae.weights.source import DECODER_KEYS, _unprefix
@@ -28,7 +30,7 @@ from vitmae.weights.source import DECODER_KEYS, _unprefix
 FORMATS = ("timm", "hf", "mae")
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A run that the chosen format cannot represent."""
 
 
@@ -124,8 +126,6 @@ def hf_config(state: dict[str, torch.Tensor], cfg: dict, kind: str,
 
 
 def _variant_heads(m: dict) -> int | None:
-    from vitmae.variants import VARIANTS
-
     return VARIANTS.get(m.get("arch"), {}).get("num_heads")
 
 

@@ -15,6 +15,8 @@ import re
 
 import torch
 
+from vitmae.weights.arch import UnknownLayout
+
 # Block sub-modules: HuggingFace (published names, transformers 5 names) -> timm.
 BLOCK_PARTS = {
     "attention.attention.query": "q", "attention.attention.key": "k",
@@ -68,8 +70,8 @@ def hf_to_common(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             continue
         out[new] = value
     if unknown:
-        raise ValueError(f"unknown HuggingFace ViT keys: {', '.join(unknown[:8])}"
-                         f"{' ...' if len(unknown) > 8 else ''}")
+        raise UnknownLayout(f"unknown HuggingFace ViT keys: {', '.join(unknown[:8])}"
+                            f"{' ...' if len(unknown) > 8 else ''}")
     return fuse_qkv(out)
 
 
