@@ -81,11 +81,14 @@ def test_every_parameter_of_the_hybrid_mae_and_classifier_gets_a_gradient():
     assert not every_grad_nonzero(vit)
 
 
-def test_unet_gradients_come_in_their_parameters_layout():
+def test_gradients_come_in_their_parameters_layout():
     # as the PUP head: DDP's buckets take the weights' strides and warn when a gradient's differ
     model = build_segmenter(hybrid_cfg(seg_head="unet", patch_size=8), 32, 1, 5)
     model(torch.randn(16, 1, 32, 32)).sum().backward()
-    assert not [n for n, p in model.named_parameters() if p.grad.stride() != p.stride()]
+    mae = build_mae(hybrid_cfg(patch_size=8), 32, 1)
+    mae(torch.randn(16, 1, 32, 32))[0].backward()
+    for m in (model, mae):
+        assert not [n for n, p in m.named_parameters() if p.grad.stride() != p.stride()]
 
 
 # MAE with the hybrid: a 4x4 grid of 4 px patches, half of them removed by a fixed noise.
