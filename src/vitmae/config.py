@@ -52,7 +52,16 @@ class ModelConfig:
     mask_ratio: float = 0.75  # the paper's default
     norm_pix_loss: bool = True  # per-patch normalized targets: better features (paper, Table 1d)
     rope: bool = False  # also rotary (2-D axial RoPE) positions in attention: offset-aware
-    seg_head: str = "linear"  # segmentation decoder: "linear" (Segmenter) or "pup" (SETR-PUP)
+    # "patch": a p x p patch projection (ViT, the default, as every public checkpoint);
+    # "conv": a hybrid, tokens from a strided 3x3 convolutional stem (Xiao et al. 2021), which
+    # MAE masks stage by stage (ConvMAE) and which the unet head reads skips from
+    stem: str = "patch"
+    # the conv stem's first stage width, doubling per stage: 32 gives vit_*_patch8 32, 64, 128
+    # channels, the last as wide as vit_mini's tokens
+    stem_width: int = 32
+    # segmentation decoder: "linear" (Segmenter), "pup" (SETR-PUP) or "unet" (TransUNet-style
+    # skips from the conv stem and a full-resolution branch; needs model.stem=conv)
+    seg_head: str = "linear"
     seg_aux: float = 0.0  # > 0: an auxiliary linear head on a middle block, its loss weight
 
 
@@ -325,8 +334,12 @@ def _check_model(cfg: Config) -> None:
     need(0.0 <= m.mask_ratio < 1.0, "model.mask_ratio", f"must be in [0, 1), got {m.mask_ratio}")
     need(m.global_pool in ("avg", "token"), "model.global_pool",
          f"expected 'avg' or 'token', got {m.global_pool!r}")
-    need(m.seg_head in ("linear", "pup"), "model.seg_head",
-         f"expected 'linear' or 'pup', got {m.seg_head!r}")
+    need(m.seg_head in ("linear", "pup", "unet"), "model.seg_head",
+         f"expected 'linear', 'pup' or 'unet', got {m.seg_head!r}")
+    need(m.stem in ("patch", "conv"), "model.stem", f"expected 'patch' or 'conv', got {m.stem!r}")
+    need(m.seg_head != "unet" or m.stem == "conv", "model.seg_head",
+         "'unet' takes its skips from the convolutional stem: needs model.stem=conv")
+    need(m.stem_width >= 1, "model.stem_width", f"must be >= 1, got {m.stem_width}")
     need(0.0 <= m.drop_path < 1.0, "model.drop_path", f"must be in [0, 1), got {m.drop_path}")
     if m.arch == FROM_WEIGHTS and any(getattr(m, k) is None for k in SIZE_KEYS):
         # the sizes come from the pretrained file, read (and checked again) by the runner
@@ -355,6 +368,9 @@ def _check_model(cfg: Config) -> None:
     need(m.seg_aux >= 0, "model.seg_aux", f"must be >= 0, got {m.seg_aux}")
     need(d.img_size % arch["patch_size"] == 0, "data.img_size",
          f"{d.img_size} is not divisible by the patch size {arch['patch_size']}")
+    p = arch["patch_size"]
+    need(m.stem != "conv" or (p >= 2 and p & (p - 1) == 0), "model.stem",
+         f"conv needs a power-of-2 patch size >= 2 (one stride-2 stage per halving), got {p}")
 
 
 def _check_rest(cfg: Config) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from vitmae.checkpoint import CheckpointError
 from vitmae.config import Config, ConfigError, validate
+from vitmae.models.conv_stem import ConvStem
 from vitmae.models.encoder_weights import load_encoder
 from vitmae.models.vit import VisionTransformer
 from vitmae.variants import FROM_WEIGHTS, SIZE_KEYS, resolve_sizes
@@ -19,7 +21,7 @@ from vitmae.weights import Source, read_source
 from vitmae.weights.adapt import adapt_channels, resize_patch_weight
 from vitmae.weights.arch import guess_num_heads
 
-LAYOUT = ("mlp_ratio", "qkv_bias", "class_token", "rope")
+LAYOUT = ("mlp_ratio", "qkv_bias", "class_token", "rope", "stem")
 # What a format's position table is: learned (timm, HuggingFace ViT) or fixed sin-cos (MAE).
 POS_EMBED = {"timm": "learned", "hf": "learned", "mae": "sincos", "vitmae": "sincos"}
 
@@ -46,6 +48,7 @@ def adopt_source(cfg: Config, src: Source, log=print) -> Source:
         m.num_heads = m.num_heads or heads
         for key in LAYOUT + ("fc_norm",):
             setattr(m, key, a[key])
+        m.stem_width = a["stem_width"] or m.stem_width
         m.pos_embed = a.get("pos_embed") or (
             "sincos" if src.decoder else POS_EMBED[src.format])
         m.norm_eps = float(a.get("norm_eps", 1e-6))
@@ -80,6 +83,9 @@ def check_layout(cfg: Config, src: Source, heads: int | None) -> None:
     have = {**sizes, **{k: getattr(m, k) for k in LAYOUT}}
     diff = [f"model.{k}: the preset has {have[k]}, the weights {v}"
             for k, v in want.items() if v is not None and have[k] != v]
+    if a["stem"] == m.stem == "conv" and a["stem_width"] != m.stem_width:
+        diff.append(f"model.stem_width: the preset has {m.stem_width}, the weights "
+                    f"{a['stem_width']}")
     if a["fc_norm"] and not m.fc_norm:
         diff.append("model.fc_norm: the preset has False, the weights True")
     if diff:
@@ -93,16 +99,17 @@ def load_into(encoder: VisionTransformer, src: Source, keep_head: bool = False,
     """Load the source's encoder into `encoder`, fitted to its patch size and channels;
     the file's head is kept only with `keep_head`. -> the missing (new) keys."""
     state = dict(src.encoder)
-    w = state["patch_embed.proj.weight"]  # (D, C, p, p)
-    if w.shape[-1] != encoder.patch_size:
-        log(f"patch_embed: resampling the {w.shape[-1]}x{w.shape[-1]} patch projection to "
-            f"{encoder.patch_size}x{encoder.patch_size} (FlexiViT pseudo-inverse resize)")
-        w = resize_patch_weight(w, encoder.patch_size)
-    if w.shape[1] != encoder.in_chans:
-        log(f"patch_embed: {w.shape[1]}-channel weights for {encoder.in_chans}-channel data: "
-            f"{'summed over' if encoder.in_chans == 1 else 'spread over'} the channels")
-        w = adapt_channels(w, encoder.in_chans)
-    state["patch_embed.proj.weight"] = w
+    if not fit_stem(encoder, src, state, log):  # a patch projection: resampled, adapted
+        w = state["patch_embed.proj.weight"]  # (D, C, p, p)
+        if w.shape[-1] != encoder.patch_size:
+            log(f"patch_embed: resampling the {w.shape[-1]}x{w.shape[-1]} patch projection to "
+                f"{encoder.patch_size}x{encoder.patch_size} (FlexiViT pseudo-inverse resize)")
+            w = resize_patch_weight(w, encoder.patch_size)
+        if w.shape[1] != encoder.in_chans:
+            log(f"patch_embed: {w.shape[1]}-channel weights for {encoder.in_chans}-channel "
+                f"data: {'summed over' if encoder.in_chans == 1 else 'spread over'} the channels")
+            w = adapt_channels(w, encoder.in_chans)
+        state["patch_embed.proj.weight"] = w
     expected = set()
     if "head.weight" in state and not keep_head:
         log(f"dropped the weights' {state['head.weight'].shape[0]}-class head (a new one "
@@ -114,6 +121,30 @@ def load_into(encoder: VisionTransformer, src: Source, keep_head: bool = False,
         state.pop("norm.weight", None), state.pop("norm.bias", None)  # MAE's fine-tuning
         expected |= {"fc_norm.weight", "fc_norm.bias"}
     return load_encoder(encoder, state, expected_missing=expected, log=log, keep_head=keep_head)
+
+
+def fit_stem(encoder: VisionTransformer, src: Source, state: dict[str, torch.Tensor],
+             log=print) -> bool:
+    """Refuse a stem that does not fit the encoder's (a conv stem and a patch projection do
+    not convert into each other; a conv stem is not resampled to another patch size); adapt
+    a conv stem's first convolution to the channels in `state`. -> whether it is a conv stem."""
+    ours = "conv" if isinstance(encoder.patch_embed, ConvStem) else "patch"
+    if src.arch["stem"] != ours:
+        raise CheckpointError(f"{src.path}: the weights have a {src.arch['stem']} stem, the model "
+                              f"a {ours} stem (model.stem): a convolutional stem and a patch "
+                              f"projection do not convert into each other")
+    if ours == "patch":
+        return False
+    if src.arch["patch_size"] != encoder.patch_size:
+        raise CheckpointError(f"{src.path}: the weights' convolutional stem makes patches of "
+                              f"{src.arch['patch_size']}, the model's are {encoder.patch_size} "
+                              f"(model.patch_size): a stem's stride-2 stages cannot be resampled")
+    w = state["patch_embed.stem.0.conv.weight"]  # (c_0, C, 3, 3)
+    if w.shape[1] != encoder.in_chans:
+        log(f"patch_embed.stem.0: {w.shape[1]}-channel weights for {encoder.in_chans}-channel "
+            f"data: {'summed over' if encoder.in_chans == 1 else 'spread over'} the channels")
+        state["patch_embed.stem.0.conv.weight"] = adapt_channels(w, encoder.in_chans)
+    return True
 
 
 def load_decoder(mae: torch.nn.Module, src: Source, log=print) -> bool:

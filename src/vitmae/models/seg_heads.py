@@ -22,8 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitmae.errors import ConfigError
-
 
 def tokens_to_grid(tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """(B, L, D) -> (B, D, h, w), patches row-major (as PatchEmbed flattens them)."""
@@ -109,13 +107,3 @@ class PUPHead(nn.Module):
         logits = F.interpolate(self.classifier(x), size=imgs.shape[-2:], mode="bilinear",
                                align_corners=False)  # (B, K, H/2, W/2) -> (B, K, H, W)
         return logits + self.pixel(imgs.movedim(1, -1)).movedim(-1, 1)  # (B, K, H, W)
-
-
-def build_head(name: str, embed_dim: int, num_classes: int, depth: int, patch_size: int,
-               in_chans: int) -> nn.Module:
-    """'linear' (Segmenter) or 'pup' (SETR-PUP over SETR-MLA levels, with image skips)."""
-    if name == "linear":
-        return LinearHead(embed_dim, num_classes, depth - 1)
-    if name == "pup":
-        return PUPHead(embed_dim, num_classes, depth, patch_size, in_chans)
-    raise ConfigError(f"model.seg_head: expected 'linear' or 'pup', got {name!r}")

@@ -4,6 +4,7 @@ As rstrudel/segmenter: the encoder's prefix (class) token is dropped, the patch 
 decoded on the (h, w) grid and upsampled, so the logits are (B, K, H, W) at input resolution.
 The encoder has no classification head (num_classes=0), so a pretrained MAE encoder loads
 with no missing key at all.
+The 'unet' head also reads the convolutional stem's maps (a hybrid encoder, `model.stem=conv`).
 With `model.seg_aux` > 0 an auxiliary linear head (Segmenter's, on the normalised tokens of an
 intermediate block: the head's second-to-last level) gives the encoder a direct per-patch
 loss during training, as mmsegmentation's `auxiliary_head` (SETR, UperNet: weight 0.4). In
@@ -15,7 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from vitmae.models.seg_heads import LinearHead, build_head
+from vitmae.errors import ConfigError
+from vitmae.models.seg_heads import LinearHead, PUPHead
+from vitmae.models.unet_head import UNetHead
 from vitmae.models.vit import VisionTransformer, build_vit
 
 
@@ -33,20 +36,41 @@ class Segmenter(nn.Module):
         `generator` draws the encoder's drop-path masks."""
         aux = self.aux_head is not None and self.training
         levels = list(self.head.indices)
-        feats = self.encoder.forward_intermediates(
-            x, levels + self.aux_head.indices if aux else levels, generator)  # each (B, L, D)
+        wanted = levels + self.aux_head.indices if aux else levels
         hw = self.encoder.patch_embed.grid_size
-        logits = self.head(feats[: len(levels)], hw, x)  # (B, K, H, W)
+        if getattr(self.head, "stem_skips", False):  # U-Net: the conv stem's maps as skips
+            feats, maps = self.encoder.forward_stem_intermediates(
+                x, wanted, generator)  # [(B, L, D)], the stem's maps
+            logits = self.head(feats[: len(levels)], hw, x, maps)  # (B, K, H, W)
+        else:
+            feats = self.encoder.forward_intermediates(x, wanted, generator)  # each (B, L, D)
+            logits = self.head(feats[: len(levels)], hw, x)  # (B, K, H, W)
         if not aux:
             return logits
         return logits, self.aux_head([self.aux_norm(feats[-1])], hw, x)  # 2 x (B, K, H, W)
 
 
+def build_head(name: str, encoder: VisionTransformer, num_classes: int) -> nn.Module:
+    """'linear' (Segmenter), 'pup' (SETR-PUP over SETR-MLA levels, with image skips) or
+    'unet' (TransUNet-style skips from the encoder's convolutional stem)."""
+    D, depth, C = encoder.embed_dim, encoder.depth, encoder.in_chans
+    if name == "linear":
+        return LinearHead(D, num_classes, depth - 1)
+    if name == "pup":
+        return PUPHead(D, num_classes, depth, encoder.patch_size, C)
+    if name == "unet":
+        widths = getattr(encoder.patch_embed, "widths", None)
+        if widths is None:
+            raise ConfigError("model.seg_head='unet' takes its skips from a convolutional stem: "
+                             "needs model.stem=conv")
+        return UNetHead(D, num_classes, depth, widths, C)
+    raise ConfigError(f"model.seg_head: expected 'linear', 'pup' or 'unet', got {name!r}")
+
+
 def build_segmenter(model_cfg, img_size, in_chans: int, num_classes: int) -> Segmenter:
     """Encoder from model_cfg (arch + overrides), head from model_cfg.seg_head."""
     encoder = build_vit(model_cfg, img_size, in_chans, num_classes=0)
-    head = build_head(model_cfg.seg_head, encoder.embed_dim, num_classes, encoder.depth,
-                      encoder.patch_size, in_chans)
+    head = build_head(model_cfg.seg_head, encoder, num_classes)
     aux = None
     if model_cfg.seg_aux > 0:  # on the head's second-to-last level, else the middle block
         level = head.indices[-2] if len(head.indices) > 1 else encoder.depth // 2 - 1

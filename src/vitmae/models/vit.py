@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitmae.errors import ConfigError
+from vitmae.models.conv_stem import ConvStem
 from vitmae.models.pos_embed import sincos_2d
 from vitmae.models.rope import axial_rope, rotate, select
 from vitmae.variants import SIZE_KEYS, VARIANTS, resolve_sizes
@@ -157,7 +158,8 @@ def init_weights(module: nn.Module) -> None:
 class VisionTransformer(nn.Module):
     """ViT with an optional class token and 2-D sin-cos position embeddings, fixed (MAE) or
     learned from that start (`pos_embed="learned"`, as timm's and HuggingFace's ViTs); with
-    `rope=True`, rotary ones too in every attention layer.
+    `rope=True`, rotary ones too in every attention layer. `stem="conv"` makes it a hybrid:
+    tokens from a strided convolutional stem (`vitmae.models.conv_stem`) instead of patches.
 
     `forward_features(x, ids_keep)` runs the encoder on the kept patches only (MAE);
     `forward_head` pools (mean of patch tokens, or the class token), applies `fc_norm` when
@@ -169,8 +171,10 @@ class VisionTransformer(nn.Module):
                  num_heads: int = 12, mlp_ratio: float = 4.0, drop_path: float = 0.0,
                  global_pool: str = "avg", rope: bool = False, qkv_bias: bool = True,
                  norm_eps: float = 1e-6, class_token: bool = True, pos_embed: str = "sincos",
-                 fc_norm: bool = False):
+                 fc_norm: bool = False, stem: str = "patch", stem_width: int = 32):
         super().__init__()
+        if stem not in ("patch", "conv"):
+            raise ConfigError(f"stem: expected 'patch' or 'conv', got {stem!r}")
         if pos_embed not in ("sincos", "learned"):
             raise ConfigError(f"pos_embed: expected 'sincos' or 'learned', got {pos_embed!r}")
         if global_pool == "token" and not class_token:
@@ -180,7 +184,9 @@ class VisionTransformer(nn.Module):
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
         self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
         self.num_prefix_tokens = int(class_token)
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim) \
+            if stem == "patch" else ConvStem(_pair(img_size), patch_size, in_chans, embed_dim,
+                                             stem_width)
         h, w = self.patch_embed.grid_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
         pos = sincos_2d(embed_dim, h, w)  # (L, D)
@@ -215,10 +221,16 @@ class VisionTransformer(nn.Module):
     def embed(self, x: torch.Tensor, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W), ids_keep: (B, L_keep) or None -> (B, P+L_keep, D) with positions,
         P = num_prefix_tokens (1 with a class token, else 0)."""
+        return self.add_positions(self.patch_embed(x, ids_keep), ids_keep)
+
+    def add_positions(self, tokens: torch.Tensor,
+                      ids_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B, L_keep, D) -> (B, P+L_keep, D): position embeddings added, the class
+        token (with its position) in front."""
         pos = self.pos_embed[0, self.num_prefix_tokens:]  # (L, D)
         if ids_keep is not None:
             pos = pos[ids_keep]  # (B, L_keep, D)
-        tokens = self.patch_embed(x, ids_keep) + pos  # (B, L_keep, D)
+        tokens = tokens + pos  # (B, L_keep, D)
         if self.cls_token is None:
             return tokens
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(tokens.shape[0], -1, -1)  # (B,1,D)
@@ -246,11 +258,26 @@ class VisionTransformer(nn.Module):
 
         x: (B, C, H, W) -> list of (B, L, D), class token dropped (Segmenter, SETR-MLA).
         """
+        return self.run_blocks(self.embed(x), indices, generator)
+
+    def forward_stem_intermediates(self, x: torch.Tensor, indices: Sequence[int],
+                                   generator: torch.Generator | None = None
+                                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """As `forward_intermediates`, plus the convolutional stem's maps for heads with skip
+        connections: x (B, C, H, W) -> ([(B, L, D)], [(B, c_i, H/2^(i+1), W/2^(i+1))])."""
+        if not isinstance(self.patch_embed, ConvStem):
+            raise ConfigError("the encoder has no convolutional stem (model.stem=conv)")
+        maps = self.patch_embed.features(x)
+        tokens = self.add_positions(self.patch_embed.project(maps[-1]))  # (B, P+L, D)
+        return self.run_blocks(tokens, indices, generator), maps
+
+    def run_blocks(self, x: torch.Tensor, indices: Sequence[int],
+                   generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """x (B, P+L, D), embedded -> the patch tokens after the given blocks, (B, L, D) each."""
         depth = len(self.blocks)
         wanted = {i % depth for i in indices}
         outs: dict[int, torch.Tensor] = {}
         rope = self.rope()
-        x = self.embed(x)
         for i, block in enumerate(self.blocks):
             x = block(x, rope, generator)
             if i in wanted:
@@ -291,4 +318,5 @@ def build_vit(model_cfg, img_size, in_chans: int, num_classes: int = 0,
         img_size=img_size, in_chans=in_chans, num_classes=num_classes,
         drop_path=m.drop_path if drop_path is None else drop_path, global_pool=m.global_pool,
         rope=m.rope, mlp_ratio=m.mlp_ratio, qkv_bias=m.qkv_bias, norm_eps=m.norm_eps,
-        class_token=m.class_token, pos_embed=m.pos_embed, fc_norm=m.fc_norm, **arch)
+        class_token=m.class_token, pos_embed=m.pos_embed, fc_norm=m.fc_norm, stem=m.stem,
+        stem_width=m.stem_width, **arch)

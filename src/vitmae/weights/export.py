@@ -49,6 +49,9 @@ def run_state(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], str]:
     kind = "mae" if any(k.startswith(DECODER_KEYS) for k in raw) else (
         "segment" if any(k.startswith("encoder.") for k in raw) else "classify")
     state = _unprefix(raw)
+    if any(k.startswith("patch_embed.stem.") for k in state):
+        raise ExportError(f"{path}: a hybrid model's convolutional stem (model.stem=conv) has no "
+                          f"counterpart in timm, HuggingFace or MAE")
     if "rope_table" in state:
         raise ExportError(f"{path}: a model with rotary position embeddings (model.rope) has no "
                           f"counterpart in timm, HuggingFace or MAE")
