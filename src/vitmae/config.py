@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from vitmae.errors import ConfigError
-from vitmae.variants import FROM_WEIGHTS, SIZE_KEYS, resolve_sizes
+from vitmae.variants import CNN_ARCHS, CNN_STEMS, FROM_WEIGHTS, SIZE_KEYS, resolve_sizes
 
 PRESET_DIR = Path(__file__).parent / "configs"
 TASKS = ("classify", "segment", "multilabel")
@@ -29,8 +29,14 @@ TASKS = ("classify", "segment", "multilabel")
 @dataclass
 class ModelConfig:
     # a name from vitmae.models.vit.VARIANTS, or "from_weights": every size and layout option
-    # taken from finetune.pretrained (or pretrain.init)
+    # taken from finetune.pretrained (or pretrain.init); or a CNN baseline (resnet18,
+    # vitmae.models.cnn), trained from scratch for classify / multilabel. The ViT options
+    # below (sizes, drop_path, pooling, layout, decoder, masking, seg_*) do not apply to it.
     arch: str = "vit_micro_patch4"
+    # CNN stem: "imagenet" (torchvision's 7x7 stride-2 conv + max-pool, for ~224 px) or
+    # "cifar" (3x3 stride-1 conv, no max-pool: small images keep their resolution; a 32 px
+    # image would leave the imagenet stem at 8x8)
+    cnn_stem: str = "imagenet"
     patch_size: int | None = None  # None: the variant's own
     embed_dim: int | None = None  # None: the variant's own (also depth, num_heads)
     depth: int | None = None
@@ -322,6 +328,11 @@ def validate(cfg: Config) -> None:
 
 def _check_model(cfg: Config) -> None:
     m, d = cfg.model, cfg.data
+    need(m.cnn_stem in CNN_STEMS, "model.cnn_stem",
+         f"expected one of {CNN_STEMS}, got {m.cnn_stem!r}")
+    if m.arch in CNN_ARCHS:
+        _check_cnn(cfg)
+        return
     need(0.0 <= m.mask_ratio < 1.0, "model.mask_ratio", f"must be in [0, 1), got {m.mask_ratio}")
     need(m.global_pool in ("avg", "token"), "model.global_pool",
          f"expected 'avg' or 'token', got {m.global_pool!r}")
@@ -355,6 +366,29 @@ def _check_model(cfg: Config) -> None:
     need(m.seg_aux >= 0, "model.seg_aux", f"must be >= 0, got {m.seg_aux}")
     need(d.img_size % arch["patch_size"] == 0, "data.img_size",
          f"{d.img_size} is not divisible by the patch size {arch['patch_size']}")
+
+
+def _check_cnn(cfg: Config) -> None:
+    """What a CNN baseline cannot do: each ViT-only option refused, naming its key."""
+    m, f, arch = cfg.model, cfg.finetune, f"model.arch={cfg.model.arch}"
+    need(cfg.task in ("classify", "multilabel"), "task",
+         f"{arch} classifies (classify, multilabel); segmentation needs a ViT, got {cfg.task!r}")
+    need(f.layer_decay == 1.0, "finetune.layer_decay",
+         f"layer-wise lr decay is defined over a ViT's blocks; {arch} needs 1.0, "
+         f"got {f.layer_decay}")
+    need(f.pretrained is None, "finetune.pretrained",
+         f"loads ViT encoders (vitmae, timm, MAE, HuggingFace); {arch} trains from scratch")
+    need(cfg.pretrain.init is None, "pretrain.init",
+         f"MAE pretraining needs a ViT; {arch} trains from scratch")
+    for key in SIZE_KEYS:
+        need(getattr(m, key) is None, f"model.{key}", f"a ViT size; {arch} has none")
+    # BatchNorm updates its running statistics in place: shards on threads would race
+    need(cfg.run.shards == 1, "run.shards",
+         f"{arch} has BatchNorm layers, whose running statistics one step on several threads "
+         f"would update at once; set run.shards=1")
+    need(cfg.data.img_size >= 1, "data.img_size", f"must be >= 1, got {cfg.data.img_size}")
+    need(cfg.data.batch_size >= 2, "data.batch_size",
+         f"{arch}'s BatchNorm normalises over the batch: needs >= 2, got {cfg.data.batch_size}")
 
 
 def _check_rest(cfg: Config) -> None:

@@ -17,17 +17,17 @@ import torch
 from vitmae import distributed as dist
 from vitmae.allocator import keep_freed_memory
 from vitmae.checkpoint import CheckpointError, latest_good_checkpoint
-from vitmae.config import Config, to_dict
+from vitmae.config import Config, need, to_dict
 from vitmae.data import build_dataset
 from vitmae.engine import fit
-from vitmae.models import build_finetune_model, build_mae
-from vitmae.models.vit import arch_name
+from vitmae.models import VisionTransformer, arch_name, build_finetune_model, build_mae
 from vitmae.monitors import pretrain_monitors
 from vitmae.optim import base_lr, build_optimizer, is_head, param_groups
 from vitmae.pretrained import adopt, keeps_head, load_decoder, load_into
 from vitmae.runs import RunDir
 from vitmae.sinks import TensorBoardSink, require_tensorboard
 from vitmae.tasks import build_task
+from vitmae.variants import CNN_ARCHS
 
 
 @dataclass
@@ -84,6 +84,9 @@ def open_run(cfg: Config, stage: str, resume: str | None,
 def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     """MAE pretraining on cfg.data with cfg.pretrain's schedule; with `pretrain.init`, the
     encoder (and the decoder, when the file has a fitting one) starts from those weights."""
+    need(cfg.model.arch not in CNN_ARCHS, "model.arch",
+         f"MAE pretraining masks a ViT's patch tokens; {cfg.model.arch} is a CNN, trained "
+         f"from scratch by `vitmae finetune`")
     try:
         o = cfg.pretrain
         src = adopt(cfg, o.init, log) if o.init and resume is None else None
@@ -131,7 +134,9 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
                     prm.requires_grad_(True)
         model.to(p.device)
         lr = base_lr(f, cfg.data.batch_size * f.accum_iter * dist.world_size())
-        groups = param_groups(model, f.weight_decay, f.layer_decay, encoder.depth, prefix,
+        # layer decay is over a ViT's blocks (the config refuses it for a CNN)
+        depth = encoder.depth if isinstance(encoder, VisionTransformer) else None
+        groups = param_groups(model, f.weight_decay, f.layer_decay, depth, prefix,
                               f.head_lr_mult)
         optimizer = build_optimizer(groups, f, lr)
         task = build_task(cfg.task, num_classes=ds.num_classes,
