@@ -72,6 +72,12 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "test"
     subset: int | None = None  # use only the first N training images (quick checks)
+    # Fine-tuning sees only this class-balanced fraction of the training images (after
+    # data.subset): per class round(fraction * n_c), at least 1, the same images for every
+    # run with the same data.seed, nested across fractions (vitmae.data.labelled). For
+    # label-efficiency studies; single-label data sets (task=classify) only. MAE
+    # pretraining still uses every training image: it reads no labels.
+    labels_fraction: float = 1.0
     download: bool = False  # use torchvision's downloaders for missing files (needs internet)
     # skip bad files (unreadable or missing images, masks with values that are not classes)
     # and report them each epoch, instead of stopping; a bad item is replaced by the next one
@@ -82,7 +88,9 @@ class DataConfig:
     allow_class_mismatch: bool = False
     seg_digits: int = 3  # mnist_seg composite: at most this many digits per canvas
     seg_threshold: int = 128  # mnist_seg: a pixel above this intensity (0-255) is the digit
-    seed: int = 0  # seed of generated data sets (mnist_seg canvases, digits split)
+    # seed of generated data sets (mnist_seg canvases, digits split) and of the subset of
+    # data.labels_fraction
+    seed: int = 0
     # Per-channel normalisation; None: the data set's own, or the pretrained weights' (the
     # runner sets them from the file and the run's config.yaml records them)
     mean: list[float] | None = None
@@ -396,6 +404,11 @@ def _check_rest(cfg: Config) -> None:
     need(d.batch_size >= 1, "data.batch_size", f"must be >= 1, got {d.batch_size}")
     need(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
     need(d.subset is None or d.subset >= 1, "data.subset", f"must be >= 1, got {d.subset}")
+    need(0.0 < d.labels_fraction <= 1.0, "data.labels_fraction",
+         f"must be in (0, 1], got {d.labels_fraction}")
+    need(d.labels_fraction == 1.0 or cfg.task == "classify", "data.labels_fraction",
+         f"class-balanced subsets need one class per image (task=classify), got "
+         f"task={cfg.task}")
     for name in ("pretrain", "finetune"):
         o = getattr(cfg, name)
         need(o.epochs >= 1, f"{name}.epochs", f"must be >= 1, got {o.epochs}")

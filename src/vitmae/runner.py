@@ -54,9 +54,11 @@ def setup(cfg: Config) -> torch.device:
     return device
 
 
-def prepare(cfg: Config, with_val: bool = True) -> Prepared:
+def prepare(cfg: Config, with_val: bool = True, labelled: bool = False) -> Prepared:
+    """Setup and the data sets; `labelled` (fine-tuning): only data.labels_fraction of the
+    training images."""
     device = setup(cfg)
-    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
+    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True, labelled=labelled)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False) if with_val else None
     return Prepared(device, train_set, val_set)
 
@@ -119,7 +121,7 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     try:
         f = cfg.finetune
         src = adopt(cfg, f.pretrained, log) if f.pretrained and resume is None else None
-        p = prepare(cfg)
+        p = prepare(cfg, labelled=True)
         ds = p.train_set
         model, encoder, prefix = build_finetune_model(cfg, ds.in_chans, ds.num_classes)
         if src is not None:
@@ -145,8 +147,10 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
         run, ckpt = open_run(cfg, "finetune", resume, log)
         run.record_data(cfg.data.dataset, ds)
         source = f"from {f.pretrained}" if f.pretrained else "from scratch"
+        fraction = cfg.data.labels_fraction
+        labelled = f", data.labels_fraction={fraction:g}" if fraction < 1.0 else ""
         log(f"fine-tuning {arch_name(cfg.model)} for {cfg.task} on {cfg.data.dataset} "
-            f"({len(ds)} images) {source} for {f.epochs} epochs, lr {lr:.3g}; "
+            f"({len(ds)} images{labelled}) {source} for {f.epochs} epochs, lr {lr:.3g}; "
             f"run folder {run.path}")
         with run:
             fit(model, task, optimizer, lr, f, p.train_set, p.val_set, cfg.data, cfg.run, run,
