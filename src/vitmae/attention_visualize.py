@@ -20,6 +20,7 @@ from vitmae.errors import UsageError
 from vitmae.figures import denormalize, save_figure
 from vitmae.image_files import list_images
 from vitmae.inference import InferenceModel
+from vitmae.models.vit import VisionTransformer
 
 
 def attention_panels(model: InferenceModel, imgs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -88,6 +89,9 @@ def run_attention_visualize(model: InferenceModel, out: str | Path,
     if model.encoder is None:
         raise UsageError(f"{model.source}: attention maps need the PyTorch model (a run folder "
                          f"or a weights file), not an exported one")
+    if not isinstance(model.encoder, VisionTransformer):
+        raise UsageError(f"{model.source}: attention maps read a ViT's tokens; this model is "
+                         f"a CNN")
     panels = attention_panels(model, load_images(model, images, cfg, n))
     P = model.encoder.num_prefix_tokens
     query = "class token" if P else "mean of the patch queries"

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from vitmae.errors import ConfigError
-from vitmae.variants import FROM_WEIGHTS, SIZE_KEYS, resolve_sizes
+from vitmae.variants import CNN_ARCHS, CNN_STEMS, FROM_WEIGHTS, SIZE_KEYS, resolve_sizes
 
 PRESET_DIR = Path(__file__).parent / "configs"
 TASKS = ("classify", "segment", "multilabel")
@@ -29,8 +29,14 @@ TASKS = ("classify", "segment", "multilabel")
 @dataclass
 class ModelConfig:
     # a name from vitmae.models.vit.VARIANTS, or "from_weights": every size and layout option
-    # taken from finetune.pretrained (or pretrain.init)
+    # taken from finetune.pretrained (or pretrain.init); or a CNN baseline (resnet18,
+    # vitmae.models.cnn), trained from scratch for classify / multilabel. The ViT options
+    # below (sizes, drop_path, pooling, layout, decoder, masking, seg_*) do not apply to it.
     arch: str = "vit_micro_patch4"
+    # CNN stem: "imagenet" (torchvision's 7x7 stride-2 conv + max-pool, for ~224 px) or
+    # "cifar" (3x3 stride-1 conv, no max-pool: small images keep their resolution; a 32 px
+    # image would leave the imagenet stem at 8x8)
+    cnn_stem: str = "imagenet"
     patch_size: int | None = None  # None: the variant's own
     embed_dim: int | None = None  # None: the variant's own (also depth, num_heads)
     depth: int | None = None
@@ -75,6 +81,12 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "test"
     subset: int | None = None  # use only the first N training images (quick checks)
+    # Fine-tuning sees only this class-balanced fraction of the training images (after
+    # data.subset): per class round(fraction * n_c), at least 1, the same images for every
+    # run with the same data.seed, nested across fractions (vitmae.data.labelled). For
+    # label-efficiency studies; single-label data sets (task=classify) only. MAE
+    # pretraining still uses every training image: it reads no labels.
+    labels_fraction: float = 1.0
     download: bool = False  # use torchvision's downloaders for missing files (needs internet)
     # skip bad files (unreadable or missing images, masks with values that are not classes)
     # and report them each epoch, instead of stopping; a bad item is replaced by the next one
@@ -85,7 +97,9 @@ class DataConfig:
     allow_class_mismatch: bool = False
     seg_digits: int = 3  # mnist_seg composite: at most this many digits per canvas
     seg_threshold: int = 128  # mnist_seg: a pixel above this intensity (0-255) is the digit
-    seed: int = 0  # seed of generated data sets (mnist_seg canvases, digits split)
+    # seed of generated data sets (mnist_seg canvases, digits split) and of the subset of
+    # data.labels_fraction
+    seed: int = 0
     # Per-channel normalisation; None: the data set's own, or the pretrained weights' (the
     # runner sets them from the file and the run's config.yaml records them)
     mean: list[float] | None = None
@@ -331,6 +345,11 @@ def validate(cfg: Config) -> None:
 
 def _check_model(cfg: Config) -> None:
     m, d = cfg.model, cfg.data
+    need(m.cnn_stem in CNN_STEMS, "model.cnn_stem",
+         f"expected one of {CNN_STEMS}, got {m.cnn_stem!r}")
+    if m.arch in CNN_ARCHS:
+        _check_cnn(cfg)
+        return
     need(0.0 <= m.mask_ratio < 1.0, "model.mask_ratio", f"must be in [0, 1), got {m.mask_ratio}")
     need(m.global_pool in ("avg", "token"), "model.global_pool",
          f"expected 'avg' or 'token', got {m.global_pool!r}")
@@ -373,11 +392,39 @@ def _check_model(cfg: Config) -> None:
          f"conv needs a power-of-2 patch size >= 2 (one stride-2 stage per halving), got {p}")
 
 
+def _check_cnn(cfg: Config) -> None:
+    """What a CNN baseline cannot do: each ViT-only option refused, naming its key."""
+    m, f, arch = cfg.model, cfg.finetune, f"model.arch={cfg.model.arch}"
+    need(cfg.task in ("classify", "multilabel"), "task",
+         f"{arch} classifies (classify, multilabel); segmentation needs a ViT, got {cfg.task!r}")
+    need(f.layer_decay == 1.0, "finetune.layer_decay",
+         f"layer-wise lr decay is defined over a ViT's blocks; {arch} needs 1.0, "
+         f"got {f.layer_decay}")
+    need(f.pretrained is None, "finetune.pretrained",
+         f"loads ViT encoders (vitmae, timm, MAE, HuggingFace); {arch} trains from scratch")
+    need(cfg.pretrain.init is None, "pretrain.init",
+         f"MAE pretraining needs a ViT; {arch} trains from scratch")
+    for key in SIZE_KEYS:
+        need(getattr(m, key) is None, f"model.{key}", f"a ViT size; {arch} has none")
+    # BatchNorm updates its running statistics in place: shards on threads would race
+    need(cfg.run.shards == 1, "run.shards",
+         f"{arch} has BatchNorm layers, whose running statistics one step on several threads "
+         f"would update at once; set run.shards=1")
+    need(cfg.data.img_size >= 1, "data.img_size", f"must be >= 1, got {cfg.data.img_size}")
+    need(cfg.data.batch_size >= 2, "data.batch_size",
+         f"{arch}'s BatchNorm normalises over the batch: needs >= 2, got {cfg.data.batch_size}")
+
+
 def _check_rest(cfg: Config) -> None:
     d = cfg.data
     need(d.batch_size >= 1, "data.batch_size", f"must be >= 1, got {d.batch_size}")
     need(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
     need(d.subset is None or d.subset >= 1, "data.subset", f"must be >= 1, got {d.subset}")
+    need(0.0 < d.labels_fraction <= 1.0, "data.labels_fraction",
+         f"must be in (0, 1], got {d.labels_fraction}")
+    need(d.labels_fraction == 1.0 or cfg.task == "classify", "data.labels_fraction",
+         f"class-balanced subsets need one class per image (task=classify), got "
+         f"task={cfg.task}")
     for name in ("pretrain", "finetune"):
         o = getattr(cfg, name)
         need(o.epochs >= 1, f"{name}.epochs", f"must be >= 1, got {o.epochs}")

@@ -49,6 +49,8 @@ def run_embed(model: InferenceModel, paths: Sequence[Path], out: str | Path,
     if model.encoder is None:
         raise UsageError(f"{model.source}: embed needs the PyTorch model (a run folder or a "
                          f"weights file), not an exported one")
+    if not isinstance(model.encoder, VisionTransformer):
+        raise UsageError(f"{model.source}: embed reads a ViT's tokens; this model is a CNN")
     pool = pool or default_pool(model.encoder)
     if pool not in POOLS:
         raise UsageError(f"--pool: expected one of {', '.join(POOLS)}, got {pool!r}")

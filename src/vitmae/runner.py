@@ -17,17 +17,17 @@ import torch
 from vitmae import distributed as dist
 from vitmae.allocator import keep_freed_memory
 from vitmae.checkpoint import CheckpointError, latest_good_checkpoint
-from vitmae.config import Config, to_dict
+from vitmae.config import Config, need, to_dict
 from vitmae.data import build_dataset
 from vitmae.engine import fit
-from vitmae.models import build_finetune_model, build_mae
-from vitmae.models.vit import arch_name
+from vitmae.models import VisionTransformer, arch_name, build_finetune_model, build_mae
 from vitmae.monitors import pretrain_monitors
 from vitmae.optim import base_lr, build_optimizer, is_head, param_groups
 from vitmae.pretrained import adopt, keeps_head, load_decoder, load_into
 from vitmae.runs import RunDir
 from vitmae.sinks import TensorBoardSink, require_tensorboard
 from vitmae.tasks import build_task
+from vitmae.variants import CNN_ARCHS
 
 
 @dataclass
@@ -54,9 +54,11 @@ def setup(cfg: Config) -> torch.device:
     return device
 
 
-def prepare(cfg: Config, with_val: bool = True) -> Prepared:
+def prepare(cfg: Config, with_val: bool = True, labelled: bool = False) -> Prepared:
+    """Setup and the data sets; `labelled` (fine-tuning): only data.labels_fraction of the
+    training images."""
     device = setup(cfg)
-    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
+    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True, labelled=labelled)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False) if with_val else None
     return Prepared(device, train_set, val_set)
 
@@ -84,6 +86,9 @@ def open_run(cfg: Config, stage: str, resume: str | None,
 def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     """MAE pretraining on cfg.data with cfg.pretrain's schedule; with `pretrain.init`, the
     encoder (and the decoder, when the file has a fitting one) starts from those weights."""
+    need(cfg.model.arch not in CNN_ARCHS, "model.arch",
+         f"MAE pretraining masks a ViT's patch tokens; {cfg.model.arch} is a CNN, trained "
+         f"from scratch by `vitmae finetune`")
     try:
         o = cfg.pretrain
         src = adopt(cfg, o.init, log) if o.init and resume is None else None
@@ -116,7 +121,7 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     try:
         f = cfg.finetune
         src = adopt(cfg, f.pretrained, log) if f.pretrained and resume is None else None
-        p = prepare(cfg)
+        p = prepare(cfg, labelled=True)
         ds = p.train_set
         model, encoder, prefix = build_finetune_model(cfg, ds.in_chans, ds.num_classes)
         if src is not None:
@@ -131,7 +136,9 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
                     prm.requires_grad_(True)
         model.to(p.device)
         lr = base_lr(f, cfg.data.batch_size * f.accum_iter * dist.world_size())
-        groups = param_groups(model, f.weight_decay, f.layer_decay, encoder.depth, prefix,
+        # layer decay is over a ViT's blocks (the config refuses it for a CNN)
+        depth = encoder.depth if isinstance(encoder, VisionTransformer) else None
+        groups = param_groups(model, f.weight_decay, f.layer_decay, depth, prefix,
                               f.head_lr_mult)
         optimizer = build_optimizer(groups, f, lr)
         task = build_task(cfg.task, num_classes=ds.num_classes,
@@ -140,8 +147,10 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
         run, ckpt = open_run(cfg, "finetune", resume, log)
         run.record_data(cfg.data.dataset, ds)
         source = f"from {f.pretrained}" if f.pretrained else "from scratch"
+        fraction = cfg.data.labels_fraction
+        labelled = f", data.labels_fraction={fraction:g}" if fraction < 1.0 else ""
         log(f"fine-tuning {arch_name(cfg.model)} for {cfg.task} on {cfg.data.dataset} "
-            f"({len(ds)} images) {source} for {f.epochs} epochs, lr {lr:.3g}; "
+            f"({len(ds)} images{labelled}) {source} for {f.epochs} epochs, lr {lr:.3g}; "
             f"run folder {run.path}")
         with run:
             fit(model, task, optimizer, lr, f, p.train_set, p.val_set, cfg.data, cfg.run, run,

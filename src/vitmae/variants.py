@@ -1,5 +1,5 @@
-"""Named model sizes (a registry of variants, as timm's), torch-free so that the config can
-check them without importing the models."""
+"""Named model sizes (a registry of variants, as timm's) and the CNN baselines beside them,
+torch-free so that the config can check them without importing the models."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ VARIANTS: dict[str, dict[str, int]] = {
     "vit_huge_patch14": dict(patch_size=14, embed_dim=1280, depth=32, num_heads=16),
 }
 
+# model.arch values that are torchvision CNNs (vitmae.models.cnn), not ViTs: trained from
+# scratch by the same engine and tasks, as a baseline for the ViT rows
+CNN_ARCHS = ("resnet18",)
+# model.cnn_stem: torchvision's stem ("imagenet"), or the CIFAR stem (vitmae.models.cnn)
+CNN_STEMS = ("imagenet", "cifar")
+
 FROM_WEIGHTS = "from_weights"  # model.arch: every size from the pretrained file
 SIZE_KEYS = ("patch_size", "embed_dim", "depth", "num_heads")
 
@@ -35,7 +41,7 @@ def resolve_sizes(arch: str, overrides: dict[str, int | None]) -> dict[str, int]
         return {k: int(overrides[k]) for k in SIZE_KEYS}
     if arch not in VARIANTS:
         raise ConfigError(f"model.arch: unknown variant {arch!r} (known: {', '.join(VARIANTS)}, "
-                          f"or {FROM_WEIGHTS})")
+                          f"{', '.join(CNN_ARCHS)}, or {FROM_WEIGHTS})")
     sizes = dict(VARIANTS[arch])
     sizes.update({k: v for k, v in overrides.items() if k in SIZE_KEYS and v is not None})
     return sizes

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from torch.utils.data import Dataset, Subset
 
 from vitmae.config import DataConfig
+from vitmae.data.labelled import class_targets, labelled_indices
 from vitmae.data.skip import SkipBad
 from vitmae.errors import ConfigError
 
@@ -38,11 +39,8 @@ def register_dataset(name: str) -> Callable[[Builder], Builder]:
     return add
 
 
-class FirstItems(Subset):
-    """The first `n` items of a dataset, with the dataset's attributes (classes, mean, ...)."""
-
-    def __init__(self, dataset: Dataset, n: int):
-        super().__init__(dataset, range(min(n, len(dataset))))
+class Items(Subset):
+    """Some items of a dataset, with the dataset's attributes (classes, mean, ...)."""
 
     def __getattr__(self, name: str):
         # guard: during unpickling (DataLoader workers) `dataset` is not yet set
@@ -51,16 +49,28 @@ class FirstItems(Subset):
         return getattr(self.dataset, name)
 
 
-def build_dataset(cfg: DataConfig, split: str, train: bool) -> SkipBad:
+class FirstItems(Items):
+    """The first `n` items of a dataset."""
+
+    def __init__(self, dataset: Dataset, n: int):
+        super().__init__(dataset, range(min(n, len(dataset))))
+
+
+def build_dataset(cfg: DataConfig, split: str, train: bool, labelled: bool = False) -> SkipBad:
     """The dataset `cfg.dataset`, split `split`; `train` turns on training augmentation.
 
     Items are `(img, target)`: img (C, img_size, img_size) float32, normalized with the
-    dataset's mean/std. With `cfg.subset` and train=True, only the first `subset` items. A
-    bad item raises naming its file, or with `cfg.skip_bad` is replaced by the next good one.
+    dataset's mean/std. With `cfg.subset` and train=True, only the first `subset` items; then
+    with `labelled` (fine-tuning), the class-balanced `cfg.labels_fraction` of those
+    (`vitmae.data.labelled`). A bad item raises naming its file, or with `cfg.skip_bad` is
+    replaced by the next good one.
     """
     ds = builder_of(cfg)(cfg, split, train)  # called here: warnings point at our caller
     if train and cfg.subset is not None:
         ds = FirstItems(ds, cfg.subset)
+    if train and labelled and cfg.labels_fraction < 1.0:
+        ds = Items(ds, labelled_indices(class_targets(ds), cfg.labels_fraction,
+                                        cfg.seed).tolist())
     return SkipBad(ds, cfg.skip_bad)
 
 

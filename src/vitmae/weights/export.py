@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from vitmae.checkpoint import read_weights
 from vitmae.errors import UserError
 from vitmae.runs import run_dir_of
-from vitmae.variants import VARIANTS
+from vitmae.variants import CNN_ARCHS, VARIANTS
 from vitmae.weights.arch import guess_num_heads, infer_arch
 from vitmae.weights.hf import common_to_hf
 from vitmae.weights.source import DECODER_KEYS, _unprefix
@@ -45,6 +45,10 @@ def run_state(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], str]:
     """(config dict, weights in the common layout, kind: 'mae' | 'classify' | 'segment')."""
     path = Path(path)
     cfg = yaml.safe_load((_run_folder(path) / "config.yaml").read_text())
+    arch = cfg.get("model", {}).get("arch")
+    if arch in CNN_ARCHS:
+        raise ExportError(f"{path}: a {arch} run has no ViT weights to write; its "
+                          f"model.safetensors holds torchvision's names (encoder.*, head.*)")
     raw = read_weights(path)
     kind = "mae" if any(k.startswith(DECODER_KEYS) for k in raw) else (
         "segment" if any(k.startswith("encoder.") for k in raw) else "classify")
