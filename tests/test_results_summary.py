@@ -25,7 +25,7 @@ def test_every_record_is_complete_and_in_range():
         assert 0 <= r["value"] <= 1 and 0 < r["labels_fraction"] <= 1
         assert r["baseline"] is None or 0 <= r["baseline"] <= 1
         assert r["curve"] is None or (ROOT / r["curve"]).is_file(), r["curve"]
-    assert len({(r["preset"], r["init"]) for r in records}) == len(records)
+    assert len({(r["preset"], r["init"], r["metric"]) for r in records}) == len(records)
 
 
 def test_readme_table_is_rendered_from_the_summary():
