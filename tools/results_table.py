@@ -22,7 +22,8 @@ HEADER = ("| preset | data set | start | metric | vitmae | trivial baseline | fo
 def _num(metric: str, value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{100 * value:.2f}%" if metric.endswith("top1") or metric == "pixel_acc" else f"{value:.3f}"
+    percent = metric.endswith("top1") or metric == "pixel_acc"
+    return f"{100 * value:.2f}%" if percent else f"{value:.3f}"
 
 
 def rows(path: Path = SUMMARY) -> list[dict]:
