@@ -6,7 +6,7 @@ doubled per level) trains on the same `mnist_seg` canvases as vitmae's preset, i
 seeded order of the same loader, with AdamW and a cosine schedule over the *time* budget
 (the lr is a function of elapsed training seconds, so the schedule ends when the budget
 does). Every `--every` minutes of training the clock stops, the model is scored on the test
-canvases with vitmae's own confusion matrix and metrics, and a curve line is printed:
+canvases by vitmae's own evaluator (`engine.evaluate`), and a curve line is printed:
 
     VITMAE_DATA=... PYTHONPATH=src python benchmarks/seg_peer.py --minutes 45
 
@@ -28,7 +28,8 @@ from torch import nn
 from vitmae.config import load_config
 from vitmae.data import build_dataset
 from vitmae.data.loader import make_loader
-from vitmae.metrics import background_baseline, confusion_matrix, segmentation_metrics
+from vitmae.engine import evaluate
+from vitmae.tasks import build_task
 
 
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -62,17 +63,6 @@ class UNet(nn.Module):
         return self.out(x)  # (B, K, H, W)
 
 
-@torch.no_grad()
-def score(model: nn.Module, loader, K: int) -> torch.Tensor:
-    """(K, K) pixel confusion matrix of `model` over `loader`."""
-    model.eval()
-    cm = torch.zeros(K, K, dtype=torch.int64)
-    for img, mask in loader:
-        cm += confusion_matrix(model(img).argmax(1), mask, K, ignore_index=255)
-    model.train()
-    return cm
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-c", "--config", default="mnist_seg", help="preset whose data to use")
@@ -93,7 +83,7 @@ def main() -> None:
     model = UNet(train.in_chans, K, args.width)
     params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    test_loader = make_loader(test, 256, train=False)
+    task = build_task("segment", num_classes=K, classes=train.classes)
     budget, every = args.minutes * 60, args.every * 60
     print(json.dumps({"params": params, "train": len(train), "test": len(test),
                       "budget_s": budget}), flush=True)
@@ -113,8 +103,8 @@ def main() -> None:
             trained += time.perf_counter() - t0
             seen += len(img)
             if trained >= next_eval or trained >= budget:
-                cm = score(model, test_loader, K)
-                m = segmentation_metrics(cm, train.classes)
+                m = evaluate(model, task, test, 256, torch.device("cpu"))  # vitmae's evaluator
+                model.train()
                 point = {"minutes": round(trained / 60, 2), "images": seen,
                          "miou": round(m["miou"], 4), "pixel_acc": round(m["pixel_acc"], 4),
                          "loss": round(loss.item(), 4)}
@@ -130,7 +120,7 @@ def main() -> None:
             "preset": args.config, "minutes": args.minutes, "batch": args.batch,
             "lr": args.lr, "threads": args.threads, "img_s": round(seen / trained, 1),
             "miou": last["miou"], "pixel_acc": last["pixel_acc"],
-            "background": round(background_baseline(cm)["baseline_miou"], 4),
+            "background": round(m["baseline_miou"], 4),
             "curve": curve})
 
 
