@@ -54,11 +54,22 @@ def test_other_c_libraries_are_left_alone(monkeypatch):
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_a_run_sets_it_up_unless_told_not_to(monkeypatch, keep):
+def test_the_command_sets_it_up_only_when_asked(monkeypatch, tmp_path, keep):
+    from vitmae import cli, runner
+
+    calls, runs = [], []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(runner, "run_finetune", lambda cfg, resume=None: runs.append(cfg))
+    assert cli.main(["finetune", "run.device=cpu", f"run.keep_freed_memory={keep}",
+                     f"run.output_dir={tmp_path}"]) == 0
+    assert len(runs) == 1 and calls == ([1] if keep else [])
+
+
+def test_library_setup_leaves_the_allocator_alone(monkeypatch):
     from vitmae import runner
     from vitmae.config import load_config
 
     calls = []
-    monkeypatch.setattr(runner, "keep_freed_memory", lambda: calls.append(1))
-    runner.setup(load_config(None, ["run.device=cpu", f"run.keep_freed_memory={keep}"]))
-    assert calls == ([1] if keep else [])
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(1))
+    runner.setup(load_config(None, ["run.device=cpu", "run.keep_freed_memory=true"]))
+    assert calls == []

@@ -160,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {write_report(args.runs, args.out)}")
             return 0
         cfg = _config(args)
+        if cfg.run.keep_freed_memory and args.command in ("pretrain", "finetune", "demo"):
+            # process-wide (glibc's malloc): set by the command that owns this process
+            from vitmae.allocator import keep_freed_memory
+
+            keep_freed_memory()
         if args.command == "config":
             print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         elif args.command == "pretrain":

@@ -9,13 +9,14 @@ torchrun job logs each line once.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vitmae import distributed as dist
-from vitmae.allocator import keep_freed_memory
 from vitmae.checkpoint import CheckpointError, latest_good_checkpoint
 from vitmae.config import Config, need, to_dict
 from vitmae.data import build_dataset
@@ -38,17 +39,13 @@ class Prepared:
 
 
 def setup(cfg: Config) -> torch.device:
-    """Process group, device, threads, the allocator and seeds (seed + rank, as nanoGPT)."""
+    """Process group, device, threads and seeds (seed + rank, as nanoGPT). The allocator
+    setting `run.keep_freed_memory` is the command's to apply (`vitmae.cli`), not a library
+    call's: it changes the whole process."""
     device = dist.init_distributed(cfg.run.device)
-    if cfg.run.keep_freed_memory:
-        keep_freed_memory()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     torch.manual_seed(cfg.run.seed + dist.rank())
-    import random
-
-    import numpy as np
-
     random.seed(cfg.run.seed + dist.rank())
     np.random.seed(cfg.run.seed + dist.rank())
     return device
