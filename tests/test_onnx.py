@@ -1,5 +1,6 @@
-"""ONNX export: onnxruntime gives PyTorch's outputs (within 1e-4) at any batch size, the
-metadata lets `vitmae predict` run the file, int8 quantisation; `--to` dispatch."""
+"""ONNX export: onnxruntime gives PyTorch's outputs (within 1e-4) at any batch size, with
+onnxruntime's fused attention node or with standard operators only, the metadata lets
+`vitmae predict` run the file, int8 quantisation; `--to` dispatch."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def run_onnx(path, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(session.run(None, {"pixel_values": x.numpy()})[0])
 
 
+def op_types(path) -> list[str]:
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
 def segmenter(*overrides: str) -> InferenceModel:
     """A random micro segmentation model (11 classes, grey 16 px) opened for inference."""
     cfg = load_config("digits", ["task=segment", "model.arch=vit_micro_patch4", *overrides])
@@ -38,16 +43,43 @@ def segmenter(*overrides: str) -> InferenceModel:
     return InferenceModel("segment", pre, None, 11, "test", model.eval(), encoder)
 
 
-@pytest.mark.parametrize("overrides", [["model.seg_head=linear", "model.seg_aux=0.4"],
-                                       ["model.seg_head=pup", "model.rope=true"]])
-def test_segmentation_models_export_with_a_dynamic_batch(tmp_path, overrides):
+@pytest.mark.parametrize("portable", [False, True])
+@pytest.mark.parametrize("overrides, fused", [
+    (["model.seg_head=linear", "model.seg_aux=0.4"], 2),  # one fused node per block
+    (["model.seg_head=pup", "model.rope=true"], 0),  # RoPE: the traced attention
+])
+def test_segmentation_models_export_with_a_dynamic_batch(tmp_path, overrides, fused, portable):
     model = segmenter(*overrides)
-    path = export_model(model, tmp_path / "seg.onnx", log=lambda _: None)
+    path = export_model(model, tmp_path / "seg.onnx", log=lambda _: None, portable=portable)
+    assert op_types(path).count("Attention") == (0 if portable else fused)
     for B in (1, 3):
         x = torch.randn(B, 1, 16, 16)
         got = run_onnx(path, x)
         assert got.shape == (B, 11, 16, 16)
         assert torch.allclose(got, model.logits(x), atol=1e-4)
+    assert all(type(m).forward is m.forward.__func__  # the model's own forward is back
+               for m in model.module.modules() if hasattr(m, "qkv"))
+
+
+def test_the_fused_node_computes_the_blocks_attention(tmp_path):
+    """One Attention module alone: onnxruntime's com.microsoft.Attention node, given the
+    module's qkv weight and bias, gives the module's output, with and without a qkv bias."""
+    from vitmae.models.vit import Attention
+    from vitmae.onnx_attention import DOMAIN, ort_attention
+
+    for bias in (True, False):
+        torch.manual_seed(0)
+        attn = Attention(24, 3, qkv_bias=bias).eval()
+        x = torch.randn(2, 7, 24)  # (B, N, D)
+        path = tmp_path / f"attn{bias}.onnx"
+        with ort_attention(attn) as switched:  # inside a parent, as in a model
+            torch.onnx.export(torch.nn.Sequential(attn), (x,), str(path), dynamo=False,
+                              input_names=["x"], output_names=["y"], opset_version=17,
+                              custom_opsets={DOMAIN: 1})
+        assert switched == 1 and op_types(path).count("Attention") == 1
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+        assert torch.allclose(got, attn(x), atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +94,7 @@ def test_a_classifier_exports_and_predict_runs_the_file(run, tmp_path):
     torch_model = open_model(run)
     x = torch.randn(5, 3, 16, 16)
     assert torch.allclose(run_onnx(out, x), torch_model.logits(x), atol=1e-4)
+    assert op_types(out).count("Attention") == 2
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert json.loads(meta[ONNX_META]) == torch_model.metadata()
     images = run.parent / "data" / "test"
@@ -81,9 +114,10 @@ def test_int8_quantises_the_matmuls_and_still_predicts(run, tmp_path):
     nodes = onnx.load(str(out)).graph.node
     quantised = [n.name for n in nodes if n.op_type == "MatMulInteger"]
     assert "DynamicQuantizeLinear" in {n.op_type for n in nodes}
-    for part in ("qkv", "proj", "fc1"):  # in each of the 2 blocks; fc2, patches, head: fp32
+    assert [n.op_type for n in nodes].count("QAttention") == 2  # the fused qkv + attention
+    for part in ("proj", "fc1"):  # in each of the 2 blocks; fc2, patches, head: fp32
         assert sum(f"/{part}/" in name for name in quantised) == 2
-    assert len(quantised) == 6
+    assert len(quantised) == 4
     rc, lines, err = cli(["predict", "--checkpoint", out, run.parent / "data" / "test"])
     assert rc == 0 and len(lines) == 6, err
     x = torch.randn(4, 3, 16, 16)

@@ -125,6 +125,9 @@ def _use_parsers(sub) -> None:
     p.add_argument("--to", required=True, choices=("onnx", "timm", "hf", "mae"))
     p.add_argument("out", metavar="OUT", help="the file (or folder) to write")
     p.add_argument("--int8", action="store_true", help="onnx: 8-bit dynamic quantisation")
+    p.add_argument("--portable", action="store_true",
+                   help="onnx: standard operators only (any ONNX runtime), instead of "
+                        "onnxruntime's fused attention node")
 
 
 def _config(args) -> object:
@@ -250,10 +253,10 @@ def _export(args, log) -> int:
     if args.to == "onnx":
         from vitmae.onnx_export import export_onnx
 
-        export_onnx(args.run, args.out, int8=args.int8, log=log)
+        export_onnx(args.run, args.out, int8=args.int8, log=log, portable=args.portable)
         return 0
-    if args.int8:
-        raise UsageError("--int8 is for --to onnx only")
+    if args.int8 or args.portable:
+        raise UsageError(f"{'--int8' if args.int8 else '--portable'} is for --to onnx only")
     import importlib.util
 
     if importlib.util.find_spec("vitmae.weights.export") is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -32,6 +33,7 @@ from vitmae.inference import (
     InferenceModel,
     open_model,
 )
+from vitmae.onnx_attention import DOMAIN, ort_attention
 
 OPSET = 17
 INT8_SKIP = ("/mlp/fc2/", "/patch_embed/", "/head/")  # node names kept in fp32 (see above)
@@ -60,16 +62,18 @@ def set_metadata(model, meta: dict) -> None:
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False,
-                log=print) -> Path:
+                log=print, portable: bool = False) -> Path:
     """Export the model of `checkpoint` (a run or a weights file with a head) to `out`."""
-    return export_model(open_model(checkpoint, log=log), out, int8, log)
+    return export_model(open_model(checkpoint, log=log), out, int8, log, portable=portable)
 
 
 def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
-                 log=print, int8_skip: tuple[str, ...] = INT8_SKIP) -> Path:
+                 log=print, int8_skip: tuple[str, ...] = INT8_SKIP,
+                 portable: bool = False) -> Path:
     """Export an opened model to `out` (.onnx), its metadata included; with `int8`, every
     matrix multiplication by weights whose node name contains none of `int8_skip` is
-    quantised."""
+    quantised. Attention is onnxruntime's fused node (`vitmae.onnx_attention`) unless
+    `portable`, which keeps to the standard operators."""
     import onnx  # an optional dependency: pip install 'vitmae[onnx]'
 
     if model.module is None:
@@ -83,14 +87,15 @@ def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
     dummy = torch.zeros(2, pre.in_chans, pre.img_size, pre.img_size)  # (B, C, S, S)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        with warnings.catch_warnings():  # the exporter's notes on tracing and its deprecation
+        fused = nullcontext(0) if portable else ort_attention(model.module)
+        with warnings.catch_warnings(), fused:  # the exporter's notes on tracing, deprecation
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
             torch.onnx.export(model.module, (dummy,), str(fp32), dynamo=False,
                               input_names=[ONNX_INPUT], output_names=[ONNX_OUTPUT],
                               dynamic_axes={ONNX_INPUT: {0: "batch"}, ONNX_OUTPUT: {0: "batch"}},
-                              opset_version=OPSET)
+                              opset_version=OPSET, custom_opsets={DOMAIN: 1})
         graph = onnx.load(str(fp32))
         fix_negative_perms(graph.graph)
         onnx.checker.check_model(graph)
@@ -109,6 +114,7 @@ def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
             graph = onnx.load(str(q))
         set_metadata(graph, model.metadata())
         onnx.save(graph, str(out))
-    log(f"wrote {out} ({model.task}, {'int8 weights' if int8 else 'fp32'}, input "
+    kind = "standard operators" if portable else "onnxruntime's fused attention"
+    log(f"wrote {out} ({model.task}, {'int8 weights' if int8 else 'fp32'}, {kind}, input "
         f"(batch, {pre.in_chans}, {pre.img_size}, {pre.img_size}))")
     return out

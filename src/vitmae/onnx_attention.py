@@ -1,0 +1,69 @@
+"""onnxruntime's fused attention node for the ONNX export: `ort_attention(module)`.
+
+Traced as it is, a ViT block's attention becomes a dozen nodes: the qkv MatMul, a Split, head
+Transposes, two MatMuls around a Softmax and a Transpose back. Inside `ort_attention`, each
+`vitmae.models.vit.Attention` called without RoPE is exported instead as one
+`com.microsoft.Attention` node (the contrib operator onnxruntime fuses BERT-style models
+into): input (B, N, D), the qkv weight as (D, 3D) with q, k, v side by side, the qkv bias
+(3D,), `num_heads`; softmax(q k^T / sqrt(hd)) v per head, the heads concatenated -> (B, N, D),
+then the block's `proj` as before. Its CPU kernel works on the heads in place, and
+`quantize_dynamic` turns it into `QAttention` (8-bit qkv weights). The file then runs on
+onnxruntime only; `portable` exports keep the standard operators. Attention with RoPE keeps
+the traced path (the fused node has no rotary input for this layout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from vitmae.models.vit import Attention
+
+DOMAIN = "com.microsoft"
+
+
+class _FusedAttention(torch.autograd.Function):
+    """The attention of `Attention.forward` before `proj`, exported as one node."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                num_heads: int) -> torch.Tensor:
+        """x (B, N, D), weight (D, 3D), bias (3D,) -> (B, N, D); traced for shapes only."""
+        B, N, D = x.shape
+        qkv = (x @ weight + bias).reshape(B, N, 3, num_heads, D // num_heads)  # (B, N, 3, nh, hd)
+        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x (B, nh, N, hd)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
+        return out.transpose(1, 2).reshape(B, N, D)  # (B, N, D)
+
+    @staticmethod
+    def symbolic(g, x, weight, bias, num_heads: int):
+        return g.op(f"{DOMAIN}::Attention", x, weight, bias, num_heads_i=num_heads)
+
+
+def _fused_forward(attn: Attention, traced, x: torch.Tensor,
+                   rope: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention.forward with the fused node; with RoPE, the traced original."""
+    if rope is not None:
+        return traced(x, rope)
+    D = x.shape[-1]
+    bias = attn.qkv.bias if attn.qkv.bias is not None else x.new_zeros(3 * D)
+    out = _FusedAttention.apply(x, attn.qkv.weight.t(), bias, attn.num_heads)  # (B, N, D)
+    return attn.proj(out)
+
+
+@contextmanager
+def ort_attention(module: torch.nn.Module) -> Iterator[int]:
+    """Within the block, every Attention of `module` exports as one fused node -> how many
+    modules were switched; their own forward is back afterwards."""
+    switched = [m for m in module.modules() if isinstance(m, Attention)]
+    for m in switched:
+        traced = m.forward
+        m.forward = lambda x, rope=None, m=m, traced=traced: _fused_forward(m, traced, x, rope)
+    try:
+        yield len(switched)
+    finally:
+        for m in switched:
+            del m.forward  # the instance attribute; the class's forward shows again
