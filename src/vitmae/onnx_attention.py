@@ -40,7 +40,9 @@ class _FusedAttention(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, x, weight, bias, num_heads: int):
-        return g.op(f"{DOMAIN}::Attention", x, weight, bias, num_heads_i=num_heads)
+        out = g.op(f"{DOMAIN}::Attention", x, weight, bias, num_heads_i=num_heads)
+        out.setType(x.type())  # (B, N, D) as its input: the exporter's shape inference
+        return out
 
 
 def _fused_forward(attn: Attention, traced, x: torch.Tensor,
