@@ -257,11 +257,6 @@ def _export(args, log) -> int:
         return 0
     if args.int8 or args.portable:
         raise UsageError(f"{'--int8' if args.int8 else '--portable'} is for --to onnx only")
-    import importlib.util
-
-    if importlib.util.find_spec("vitmae.weights.export") is None:
-        raise UsageError(f"--to {args.to}: this vitmae has no weights exporter "
-                         f"(vitmae.weights.export); only --to onnx is available")
     from vitmae.weights.export import export_run
 
     print(f"wrote {export_run(args.run, args.to, args.out) or args.out}")
