@@ -14,6 +14,7 @@ from vitmae.config import (
     load_config,
     parse_override,
     to_dict,
+    validate,
 )
 
 PRESETS = sorted(PRESET_DIR.glob("*.yaml"))
@@ -53,6 +54,37 @@ def test_unknown_key_in_an_override_is_named(override, key):
 def test_wrong_type_is_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("task=detect", "task: expected one of 'classify', 'segment', 'multilabel', got 'detect'"),
+    ("model.global_pool=max", "model.global_pool: expected one of 'avg', 'token', got 'max'"),
+    ("model.cnn_stem=tiny", "model.cnn_stem: expected one of 'imagenet', 'cifar', got 'tiny'"),
+    ("model.seg_head=fcn", "model.seg_head: expected one of 'linear', 'pup', 'unet', got 'fcn'"),
+    ("model.stem=1", "model.stem: expected one of 'patch', 'conv', got 1"),  # not the string
+    ("finetune.schedule=step",
+     "finetune.schedule: expected one of 'cosine', 'constant', got 'step'"),
+    ("run.amp=fp16", "run.amp: expected one of 'auto', 'bf16', 'fp32', got 'fp16'"),
+])
+def test_a_literal_override_names_the_key_and_the_choices(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert str(e.value) == message
+
+
+def test_a_literal_in_a_preset_names_the_key_and_the_choices(tmp_path):
+    preset = tmp_path / "tpu.yaml"
+    preset.write_text("# a device that is not one\nrun:\n  device: tpu\n")
+    with pytest.raises(ConfigError, match=r"tpu\.yaml: run\.device: expected one of 'auto', "
+                       r"'cpu', 'cuda', got 'tpu'"):
+        load_config(str(preset))
+
+
+def test_validate_checks_literals_set_in_python():
+    cfg = Config()
+    cfg.model.pos_embed = "rope"  # as a weights file's metadata could
+    with pytest.raises(ConfigError, match=r"model\.pos_embed: expected one of 'sincos', "):
+        validate(cfg)
 
 
 def test_numbers_are_read_as_yaml():

@@ -15,15 +15,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from vitmae.errors import ConfigError
-from vitmae.variants import CNN_ARCHS, CNN_STEMS, FROM_WEIGHTS, SIZE_KEYS, resolve_sizes
+from vitmae.variants import CNN_ARCHS, FROM_WEIGHTS, SIZE_KEYS, CnnStem, resolve_sizes
 
 PRESET_DIR = Path(__file__).parent / "configs"
-TASKS = ("classify", "segment", "multilabel")
 
 
 @dataclass
@@ -36,20 +35,21 @@ class ModelConfig:
     # CNN stem: "imagenet" (torchvision's 7x7 stride-2 conv + max-pool, for ~224 px) or
     # "cifar" (3x3 stride-1 conv, no max-pool: small images keep their resolution; a 32 px
     # image would leave the imagenet stem at 8x8)
-    cnn_stem: str = "imagenet"
+    cnn_stem: CnnStem = "imagenet"
     patch_size: int | None = None  # None: the variant's own
     embed_dim: int | None = None  # None: the variant's own (also depth, num_heads)
     depth: int | None = None
     num_heads: int | None = None
     drop_path: float = 0.1  # stochastic depth for fine-tuning (MAE: 0.1 for ViT-B)
-    global_pool: str = "avg"  # "avg" (MAE fine-tuning default) or "token"
+    global_pool: Literal["avg", "token"] = "avg"  # "avg": MAE's fine-tuning default
     # Layout options that public weights may differ in (timm / HuggingFace names); an
     # imported file sets them with model.arch=from_weights.
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
     norm_eps: float = 1.0e-6  # timm and MAE; HuggingFace's ViTs use 1e-12
     class_token: bool = True
-    pos_embed: str = "sincos"  # "sincos": fixed (MAE); "learned": trained, from sin-cos or a file
+    # "sincos": fixed (MAE); "learned": trained, from sin-cos or a file
+    pos_embed: Literal["sincos", "learned"] = "sincos"
     fc_norm: bool = False  # timm's avg-pool layout: LayerNorm after pooling, none before
     # MAE decoder: light, as in He et al. (512-d, 8 blocks for ViT-B); smaller for CPU variants.
     decoder_embed_dim: int = 128
@@ -61,13 +61,13 @@ class ModelConfig:
     # "patch": a p x p patch projection (ViT, the default, as every public checkpoint);
     # "conv": a hybrid, tokens from a strided 3x3 convolutional stem (Xiao et al. 2021), which
     # MAE masks stage by stage (ConvMAE) and which the unet head reads skips from
-    stem: str = "patch"
+    stem: Literal["patch", "conv"] = "patch"
     # the conv stem's first stage width, doubling per stage: 32 gives vit_*_patch8 32, 64, 128
     # channels, the last as wide as vit_mini's tokens
     stem_width: int = 32
     # segmentation decoder: "linear" (Segmenter), "pup" (SETR-PUP) or "unet" (TransUNet-style
     # skips from the conv stem and a full-resolution branch; needs model.stem=conv)
-    seg_head: str = "linear"
+    seg_head: Literal["linear", "pup", "unet"] = "linear"
     seg_aux: float = 0.0  # > 0: an auxiliary linear head on a middle block, its loss weight
 
 
@@ -109,7 +109,7 @@ class DataConfig:
 @dataclass
 class OptimConfig:
     epochs: int = 10
-    optimizer: str = "adamw"  # adamw | adam
+    optimizer: Literal["adamw", "adam"] = "adamw"
     lr: float | None = None  # absolute lr; None: blr * effective batch / 256 (MAE rule)
     blr: float = 1e-3
     min_lr: float = 1e-6
@@ -120,7 +120,7 @@ class OptimConfig:
     accum_iter: int = 1
     clip_grad: float | None = None
     label_smoothing: float = 0.0
-    schedule: str = "cosine"  # cosine | constant (after warmup)
+    schedule: Literal["cosine", "constant"] = "cosine"  # after warmup
 
 
 @dataclass
@@ -156,8 +156,8 @@ class RunConfig:
     output_dir: str = "runs"
     name: str | None = None  # run folder name; None: <stage>-<dataset>-<time>
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     log_interval: int = 20  # steps between metrics.jsonl records
     ckpt_interval: int = 0  # steps between mid-epoch checkpoints; 0: once per epoch
     keep_last: int = 2  # checkpoints kept in the run folder
@@ -179,7 +179,7 @@ class RunConfig:
 
 @dataclass
 class Config:
-    task: str = "classify"  # fine-tuning task: classify | segment | multilabel
+    task: Literal["classify", "segment", "multilabel"] = "classify"  # the fine-tuning task
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(epochs=20,
@@ -205,6 +205,10 @@ def to_dict(cfg: Any) -> dict:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`; int is accepted where float is expected."""
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        if any(type(value) is type(c) and value == c for c in typing.get_args(tp)):
+            return value
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -247,6 +251,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
@@ -338,24 +344,29 @@ def need(ok: bool, key: str, msg: str) -> None:
 
 def validate(cfg: Config) -> None:
     """Value checks that need no data or model: fail before any compute, naming the key."""
-    need(cfg.task in TASKS, "task", f"expected one of {TASKS}, got {cfg.task!r}")
+    _check_types(cfg)
     _check_model(cfg)
     _check_rest(cfg)
 
 
+def _check_types(obj: Any, prefix: str = "") -> None:
+    """Every value against its annotation (a Literal's choices too), as the loader checks them:
+    also those set in Python, e.g. from a weights file."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_types(value, f"{prefix}{f.name}.")
+        else:
+            _coerce(value, hints[f.name], f"{prefix}{f.name}")
+
+
 def _check_model(cfg: Config) -> None:
     m, d = cfg.model, cfg.data
-    need(m.cnn_stem in CNN_STEMS, "model.cnn_stem",
-         f"expected one of {CNN_STEMS}, got {m.cnn_stem!r}")
     if m.arch in CNN_ARCHS:
         _check_cnn(cfg)
         return
     need(0.0 <= m.mask_ratio < 1.0, "model.mask_ratio", f"must be in [0, 1), got {m.mask_ratio}")
-    need(m.global_pool in ("avg", "token"), "model.global_pool",
-         f"expected 'avg' or 'token', got {m.global_pool!r}")
-    need(m.seg_head in ("linear", "pup", "unet"), "model.seg_head",
-         f"expected 'linear', 'pup' or 'unet', got {m.seg_head!r}")
-    need(m.stem in ("patch", "conv"), "model.stem", f"expected 'patch' or 'conv', got {m.stem!r}")
     need(m.seg_head != "unet" or m.stem == "conv", "model.seg_head",
          "'unet' takes its skips from the convolutional stem: needs model.stem=conv")
     need(m.stem_width >= 1, "model.stem_width", f"must be >= 1, got {m.stem_width}")
@@ -428,13 +439,9 @@ def _check_rest(cfg: Config) -> None:
     for name in ("pretrain", "finetune"):
         o = getattr(cfg, name)
         need(o.epochs >= 1, f"{name}.epochs", f"must be >= 1, got {o.epochs}")
-        need(o.optimizer in ("adamw", "adam"), f"{name}.optimizer",
-             f"expected 'adamw' or 'adam', got {o.optimizer!r}")
         need(o.accum_iter >= 1, f"{name}.accum_iter", f"must be >= 1, got {o.accum_iter}")
         need(0.0 < o.layer_decay <= 1.0, f"{name}.layer_decay",
              f"must be in (0, 1], got {o.layer_decay}")
-        need(o.schedule in ("cosine", "constant"), f"{name}.schedule",
-             f"expected 'cosine' or 'constant', got {o.schedule!r}")
         need(o.lr is None or o.lr > 0, f"{name}.lr", f"must be > 0, got {o.lr}")
         need(o.min_lr >= 0 and o.warmup_epochs >= 0, f"{name}.min_lr/warmup_epochs",
              f"must be >= 0, got {o.min_lr} and {o.warmup_epochs}")
@@ -448,8 +455,6 @@ def _check_rest(cfg: Config) -> None:
         need(p is None or os.path.exists(p), key,  # False on any OSError
              f"no such file or folder: {p!r}")
     m = cfg.model
-    need(m.pos_embed in ("sincos", "learned"), "model.pos_embed",
-         f"expected 'sincos' or 'learned', got {m.pos_embed!r}")
     need(m.class_token or m.global_pool == "avg", "model.global_pool",
          "'token' needs model.class_token=true")
     need(m.class_token or not m.rope, "model.rope", "needs model.class_token=true")
@@ -459,8 +464,6 @@ def _check_rest(cfg: Config) -> None:
         need(stats is None or len(stats) >= 1, key, "expected a list of per-channel values")
     need((d.mean is None) == (d.std is None), "data.mean/std", "set both or neither")
     need(d.std is None or all(v > 0 for v in d.std), "data.std", f"must be > 0, got {d.std}")
-    need(cfg.run.amp in ("auto", "bf16", "fp32"), "run.amp",
-         f"expected auto, bf16 or fp32, got {cfg.run.amp!r}")
     need(cfg.run.keep_last >= 1, "run.keep_last", f"must be >= 1, got {cfg.run.keep_last}")
     need(cfg.run.log_interval >= 1, "run.log_interval", f"must be >= 1, got {cfg.run.log_interval}")
     r = cfg.run
