@@ -152,3 +152,9 @@ def test_config_command_prints_yaml_that_loads_back(capsys):
 def test_cli_reports_a_config_error_and_exits_2(capsys):
     assert main(["config", "-c", "digits", "data.batch_size=abc"]) == 2
     assert "data.batch_size" in capsys.readouterr().err
+
+
+def test_a_moved_key_names_its_new_place():
+    with pytest.raises(ConfigError, match=r"unknown key 'data\.seg_digits' \(moved to "
+                       r"data\.mnist_seg\.digits\)"):
+        load_config("mnist_seg", ["data.seg_digits=2"])

@@ -9,6 +9,7 @@ the MAE reference code (`mask_ratio`, `norm_pix_loss`, `blr`, `min_lr`, `warmup_
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -72,6 +73,14 @@ class ModelConfig:
 
 
 @dataclass
+class MnistSegConfig:
+    """The MNIST segmentation data sets' own options (vitmae.data.mnist_seg)."""
+
+    digits: int = 3  # mnist_seg composite: at most this many digits per canvas
+    threshold: int = 128  # a pixel above this intensity (0-255) is the digit
+
+
+@dataclass
 class DataConfig:
     dataset: str = "digits"  # digits | mnist | fashion_mnist | cifar10 | folder | seg_folder | ...
     root: str | None = None  # None: $VITMAE_DATA, else ./data
@@ -95,8 +104,6 @@ class DataConfig:
     # run (class indices would differ between splits); true: go on, with the union of both
     # splits' class folders as the classes
     allow_class_mismatch: bool = False
-    seg_digits: int = 3  # mnist_seg composite: at most this many digits per canvas
-    seg_threshold: int = 128  # mnist_seg: a pixel above this intensity (0-255) is the digit
     # seed of generated data sets (mnist_seg canvases, digits split) and of the subset of
     # data.labels_fraction
     seed: int = 0
@@ -104,6 +111,8 @@ class DataConfig:
     # runner sets them from the file and the run's config.yaml records them)
     mean: list[float] | None = None
     std: list[float] | None = None
+    # the options of the mnist_seg and mnist_seg_single data sets
+    mnist_seg: MnistSegConfig = field(default_factory=MnistSegConfig)
 
 
 @dataclass
@@ -188,6 +197,13 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
 
 
+# Keys of earlier layouts -> where they are now: the unknown-key error names the new place, and
+# config_from_dict moves them when it reads an older run folder's config.yaml (a preset or an
+# override gets the error, not the move)
+MOVED = {"data.seg_digits": "data.mnist_seg.digits",
+         "data.seg_threshold": "data.mnist_seg.threshold"}
+
+
 def to_dict(cfg: Any) -> dict:
     """The config as plain YAML-safe data (tuples become lists)."""
     out = dataclasses.asdict(cfg)
@@ -265,7 +281,9 @@ def _apply(obj: Any, data: dict, prefix: str = "") -> None:
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in names:
-            raise ConfigError(f"unknown key '{full}' (valid keys here: {', '.join(sorted(names))})")
+            hint = f"moved to {MOVED[full]}" if full in MOVED else \
+                f"valid keys here: {', '.join(sorted(names))}"
+            raise ConfigError(f"unknown key '{full}' ({hint})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _apply(current, value, f"{full}.")
@@ -330,10 +348,40 @@ def apply_overrides(cfg: Config, overrides: list[str] | tuple) -> Config:
 
 
 def config_from_dict(data: dict) -> Config:
-    """Rebuild a Config from `to_dict` output (a run folder's config.yaml)."""
+    """Rebuild a Config from `to_dict` output (a run folder's config.yaml), also from that of
+    an earlier layout (the keys of MOVED)."""
     cfg = Config()
-    _apply(cfg, data)
+    _apply(cfg, upgrade_layout(data))
     return cfg
+
+
+def upgrade_layout(data: Any) -> Any:
+    """A copy of config dict `data` with each key of MOVED at its new place, unless that
+    place is taken (then the unknown-key error names the old key)."""
+    if not isinstance(data, dict):
+        return data  # _apply names what is wrong
+    data = copy.deepcopy(data)
+    for old, new in MOVED.items():
+        *where, name = old.split(".")
+        parent = _mapping(data, where)
+        if parent is None or name not in parent:
+            continue
+        *where, new_name = new.split(".")
+        target = _mapping(data, where, create=True)
+        if target is not None and new_name not in target:
+            target[new_name] = parent.pop(name)
+    return data
+
+
+def _mapping(data: dict, keys: list[str], create: bool = False) -> dict | None:
+    """data[k0][k1]... when that is a mapping, else None; create: add missing levels."""
+    for key in keys:
+        if create and key not in data:
+            data[key] = {}
+        data = data.get(key)
+        if not isinstance(data, dict):
+            return None
+    return data
 
 
 def need(ok: bool, key: str, msg: str) -> None:
