@@ -117,6 +117,8 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    """The optimiser and its lr schedule: one per stage (pretrain.optim, finetune.optim)."""
+
     epochs: int = 10
     optimizer: Literal["adamw", "adam"] = "adamw"
     lr: float | None = None  # absolute lr; None: blr * effective batch / 256 (MAE rule)
@@ -128,15 +130,16 @@ class OptimConfig:
     layer_decay: float = 1.0  # 1.0: off; MAE fine-tunes ViT-B with 0.65
     accum_iter: int = 1
     clip_grad: float | None = None
-    label_smoothing: float = 0.0
     schedule: Literal["cosine", "constant"] = "cosine"  # after warmup
 
 
 @dataclass
-class PretrainConfig(OptimConfig):
+class PretrainConfig:
     # Weights to start the MAE from (any format of vitmae.weights): the encoder's, and the
     # decoder's when the file has one (an official MAE _full checkpoint, a vitmae MAE run)
     init: str | None = None
+    # blr: MAE's pretraining base lr (He et al. 2022)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=20, blr=1.5e-4))
     # Monitors (vitmae.monitors), after every Nth epoch and after the last; 0: off.
     # k-NN top-1 of the encoder's unmasked features (pooled as model.global_pool) on the
     # labelled train/test split: the k most cosine-similar training images vote with weight
@@ -152,12 +155,14 @@ class PretrainConfig(OptimConfig):
 
 
 @dataclass
-class FinetuneConfig(OptimConfig):
+class FinetuneConfig:
     # weights to start from: a vitmae run or checkpoint, a timm, official MAE or HuggingFace
     # file or folder (vitmae.weights detects which); None: from scratch
     pretrained: str | None = None
+    optim: OptimConfig = field(default_factory=OptimConfig)
     linear_probe: bool = False  # freeze the encoder, train the head only
     head_lr_mult: float = 1.0  # lr multiplier of the task head (mmsegmentation's decode heads: 10)
+    label_smoothing: float = 0.0  # of the cross-entropy loss (task=classify)
 
 
 @dataclass
@@ -191,8 +196,7 @@ class Config:
     task: Literal["classify", "segment", "multilabel"] = "classify"  # the fine-tuning task
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    pretrain: PretrainConfig = field(default_factory=lambda: PretrainConfig(epochs=20,
-                                                                            blr=1.5e-4))
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -200,7 +204,9 @@ class Config:
 # Keys of earlier layouts -> where they are now: the unknown-key error names the new place, and
 # config_from_dict moves them when it reads an older run folder's config.yaml (a preset or an
 # override gets the error, not the move)
-MOVED = {"data.seg_digits": "data.mnist_seg.digits",
+MOVED = {**{f"{stage}.{f.name}": f"{stage}.optim.{f.name}" for stage in ("pretrain", "finetune")
+            for f in dataclasses.fields(OptimConfig)},
+         "data.seg_digits": "data.mnist_seg.digits",
          "data.seg_threshold": "data.mnist_seg.threshold"}
 
 
@@ -361,6 +367,8 @@ def upgrade_layout(data: Any) -> Any:
     if not isinstance(data, dict):
         return data  # _apply names what is wrong
     data = copy.deepcopy(data)
+    if isinstance(data.get("pretrain"), dict):  # the flat layout's, inherited, never read
+        data["pretrain"].pop("label_smoothing", None)
     for old, new in MOVED.items():
         *where, name = old.split(".")
         parent = _mapping(data, where)
@@ -456,9 +464,9 @@ def _check_cnn(cfg: Config) -> None:
     m, f, arch = cfg.model, cfg.finetune, f"model.arch={cfg.model.arch}"
     need(cfg.task in ("classify", "multilabel"), "task",
          f"{arch} classifies (classify, multilabel); segmentation needs a ViT, got {cfg.task!r}")
-    need(f.layer_decay == 1.0, "finetune.layer_decay",
+    need(f.optim.layer_decay == 1.0, "finetune.optim.layer_decay",
          f"layer-wise lr decay is defined over a ViT's blocks; {arch} needs 1.0, "
-         f"got {f.layer_decay}")
+         f"got {f.optim.layer_decay}")
     need(f.pretrained is None, "finetune.pretrained",
          f"loads ViT encoders (vitmae, timm, MAE, HuggingFace); {arch} trains from scratch")
     need(cfg.pretrain.init is None, "pretrain.init",
@@ -484,8 +492,8 @@ def _check_rest(cfg: Config) -> None:
     need(d.labels_fraction == 1.0 or cfg.task == "classify", "data.labels_fraction",
          f"class-balanced subsets need one class per image (task=classify), got "
          f"task={cfg.task}")
-    for name in ("pretrain", "finetune"):
-        o = getattr(cfg, name)
+    for stage in ("pretrain", "finetune"):
+        o, name = getattr(cfg, stage).optim, f"{stage}.optim"
         need(o.epochs >= 1, f"{name}.epochs", f"must be >= 1, got {o.epochs}")
         need(o.accum_iter >= 1, f"{name}.accum_iter", f"must be >= 1, got {o.accum_iter}")
         need(0.0 < o.layer_decay <= 1.0, f"{name}.layer_decay",
