@@ -37,8 +37,8 @@ from vitmae.runs import metric_records, run_differences
 STEPS = 12  # 128 images / batch 32 = 4 steps per epoch, 3 epochs
 ARGS = ("-c", "digits", "model.arch=vit_micro_patch4", "model.decoder_embed_dim=32",
         "model.decoder_depth=1", "model.decoder_num_heads=2", "data.subset=128",
-        "data.batch_size=32", "pretrain.epochs=3", "run.ckpt_interval=2", "run.log_interval=1",
-        "run.threads=1")
+        "data.batch_size=32", "pretrain.optim.epochs=3", "run.ckpt_interval=2",
+        "run.log_interval=1", "run.threads=1")
 SRC = Path(__file__).resolve().parents[1] / "src"
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
     p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p),

@@ -87,7 +87,7 @@ def cli(argv: list[str]) -> tuple[int, str]:
 
 def smoke_mae(out: Path) -> str:
     """A 1-step micro MAE run on the digits data: the --mae and --weights of --smoke."""
-    argv = ["pretrain", "-c", "digits", *SMOKE, "data.batch_size=64", "pretrain.epochs=1",
+    argv = ["pretrain", "-c", "digits", *SMOKE, "data.batch_size=64", "pretrain.optim.epochs=1",
             "pretrain.knn_every=0", "pretrain.recon_every=0", f"run.output_dir={out}",
             "run.name=mae"]
     rc, text = cli(argv)
@@ -119,13 +119,13 @@ def schedule(preset: str, over: list[str], fraction: float, steps: int) -> list[
 
     cfg = load_config(preset, [*over, f"data.labels_fraction={fraction}"])
     n = len(build_dataset(cfg.data, cfg.data.train_split, train=True, labelled=True))
-    f = cfg.finetune
+    o = cfg.finetune.optim
     batch = min(cfg.data.batch_size, n)  # a fraction smaller than a batch: one batch of all
-    per_epoch = max(1, n // (batch * f.accum_iter))
+    per_epoch = max(1, n // (batch * o.accum_iter))
     epochs = max(1, round(steps / per_epoch))
-    warmup = f.warmup_epochs / f.epochs * epochs  # the preset's share of the schedule
+    warmup = o.warmup_epochs / o.epochs * epochs  # the preset's share of the schedule
     return [f"data.labels_fraction={fraction}", f"data.batch_size={batch}",
-            f"finetune.epochs={epochs}", f"finetune.warmup_epochs={warmup:.4g}",
+            f"finetune.optim.epochs={epochs}", f"finetune.optim.warmup_epochs={warmup:.4g}",
             f"run.eval_interval={epochs}"]
 
 

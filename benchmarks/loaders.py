@@ -66,7 +66,7 @@ def step_fn(cfg, in_chans: int, shards: int = 1):
     """One MAE pretraining step of the preset's model on a random batch of its shape (with
     `shards` > 1: as `run.shards`, the faster consumer on a few cores)."""
     model = build_mae(cfg.model, cfg.data.img_size, in_chans).train()
-    o = cfg.pretrain
+    o = cfg.pretrain.optim
     opt = build_optimizer(param_groups(model, o.weight_decay), o, 1e-4)
     S = cfg.data.img_size
     x = torch.randn(cfg.data.batch_size, in_chans, S, S)  # (B, C, H, W)
@@ -132,7 +132,7 @@ def run_child(name: str, out: str) -> None:
     """The short training run whose memory `peak_memory` watches; writes its own peak RSS."""
     base = config_for(name)
     n = base.data.batch_size * RSS_STEPS
-    pretrain_without_evaluation(config_for(name, [f"data.subset={n}", "pretrain.epochs=1",
+    pretrain_without_evaluation(config_for(name, [f"data.subset={n}", "pretrain.optim.epochs=1",
                                                   f"run.output_dir={out}", "run.device=cpu"]))
     kib = {who: resource.getrusage(who).ru_maxrss  # KiB on Linux
            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)}

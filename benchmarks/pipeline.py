@@ -6,7 +6,7 @@ norm-pix loss) for one epoch over the same first N training images, batch 128, A
 (vitmae: `run.shards=2`, its way of using 2 cores; `--shards 1` for intra-op threads):
 
 * vitmae: the library entry point `run_pretrain` with the `cifar10` preset and overrides
-  (data.subset=N, pretrain.epochs=1); it also writes its run folder and a checkpoint.
+  (data.subset=N, pretrain.optim.epochs=1); it also writes its run folder and a checkpoint.
 * HuggingFace: `ViTMAEForPreTraining` + `transformers.Trainer` (fused AdamW, cosine schedule,
   no evaluation, no checkpoint) over the same images with the same transforms.
 
@@ -46,7 +46,7 @@ BATCH, WORKERS, THREADS = 128, 1, 2
 
 
 def vitmae_config(images: int, out: str, log_every: int, shards: int = 1):
-    return load_config("cifar10", [f"data.subset={images}", "pretrain.epochs=1",
+    return load_config("cifar10", [f"data.subset={images}", "pretrain.optim.epochs=1",
                                    f"data.batch_size={BATCH}", f"data.num_workers={WORKERS}",
                                    f"run.threads={THREADS}", f"run.output_dir={out}",
                                    f"run.log_interval={log_every}", "run.device=cpu",
@@ -81,7 +81,7 @@ def run_hf(images: int, out: str, log_every: int) -> float:
     cfg = vitmae_config(images, out, log_every)
     torch.set_num_threads(THREADS)
     data = PixelValues(build_dataset(cfg.data, "train", train=True))
-    o = cfg.pretrain
+    o = cfg.pretrain.optim
     args = TrainingArguments(
         output_dir=out, per_device_train_batch_size=BATCH, num_train_epochs=1,
         learning_rate=o.blr * BATCH / 256, weight_decay=o.weight_decay, adam_beta1=o.betas[0],

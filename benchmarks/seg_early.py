@@ -47,13 +47,13 @@ def main() -> None:
     test = build_dataset(cfg.data, cfg.data.val_split, train=False)
     torch.manual_seed(cfg.run.seed)
     model, encoder, prefix = build_finetune_model(cfg, train.in_chans, train.num_classes)
-    f, B = cfg.finetune, cfg.data.batch_size
+    f, o, B = cfg.finetune, cfg.finetune.optim, cfg.data.batch_size
     if f.pretrained:
         load_encoder(encoder, read_weights(f.pretrained))
-    lr = base_lr(f, B)
-    groups = param_groups(model, f.weight_decay, f.layer_decay, encoder.depth, prefix,
+    lr = base_lr(o, B)
+    groups = param_groups(model, o.weight_decay, o.layer_decay, encoder.depth, prefix,
                           f.head_lr_mult)
-    optimizer = build_optimizer(groups, f, lr)
+    optimizer = build_optimizer(groups, o, lr)
     task = build_task(cfg.task, num_classes=train.num_classes,
                       classes=getattr(train, "classes", None), aux_weight=cfg.model.seg_aux)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.run.seed))

@@ -40,7 +40,7 @@ def folder_run(root: Path) -> Path:
     """A classifier fine-tuned on an image folder under root/data; -> its run folder."""
     data = write_image_folder(root / "data")
     run_cli(["finetune", "-c", "digits", *TINY, "data.dataset=folder", f"data.root={data}",
-             "data.batch_size=4", "finetune.epochs=1", f"run.output_dir={root}",
+             "data.batch_size=4", "finetune.optim.epochs=1", f"run.output_dir={root}",
              "run.name=folder"])
     return root / "folder"
 
@@ -51,7 +51,7 @@ def voc_run(root: Path, dataset: str, task: str, *extra: str) -> Path:
         write_voc(root)
     run_cli(["finetune", *TINY, f"task={task}", f"data.dataset={dataset}", f"data.root={root}",
              "data.batch_size=3", "data.train_split=mini_train", "data.val_split=mini_val",
-             f"run.output_dir={root / 'runs'}", "finetune.epochs=1", f"run.name={dataset}",
+             f"run.output_dir={root / 'runs'}", "finetune.optim.epochs=1", f"run.name={dataset}",
              *extra])
     return root / "runs" / dataset
 
@@ -59,7 +59,7 @@ def voc_run(root: Path, dataset: str, task: str, *extra: str) -> Path:
 def mae_run(root: Path) -> Path:
     """One MAE epoch on 64 digits; -> the run."""
     run_cli(["pretrain", "-c", "digits", *TINY, "data.subset=64", "data.batch_size=64",
-             "pretrain.epochs=1", f"run.output_dir={root}", "run.name=mae"])
+             "pretrain.optim.epochs=1", f"run.output_dir={root}", "run.name=mae"])
     return root / "mae"
 
 

@@ -38,8 +38,8 @@ def runs(tmp_path_factory) -> dict[str, Path | list[str]]:
     """A 2-epoch pretraining run and a 1-epoch fine-tuning run from it (4 + 2 steps)."""
     root = tmp_path_factory.mktemp("runs")
     common = ["-c", "digits", *SMALL, f"run.output_dir={root}", "run.log_interval=1"]
-    run_cli(["pretrain", *common, "pretrain.epochs=2", "run.name=pre"])
-    fin_out = run_cli(["finetune", *common, "finetune.epochs=1", "run.name=fin",
+    run_cli(["pretrain", *common, "pretrain.optim.epochs=2", "run.name=pre"])
+    fin_out = run_cli(["finetune", *common, "finetune.optim.epochs=1", "run.name=fin",
                        f"finetune.pretrained={root / 'pre'}"])
     return {"pre": root / "pre", "fin": root / "fin", "fin_out": fin_out}
 
@@ -59,7 +59,7 @@ def test_run_folder_is_a_complete_record(runs, stage):
     records = _records(run)
     train = [r for r in records if r["split"] == "train"]
     assert train and all({"loss", "lr", "img_s", "peak_mem_mb"} <= r.keys() for r in train)
-    epochs = cfg.pretrain.epochs if stage == "pre" else cfg.finetune.epochs
+    epochs = cfg.pretrain.optim.epochs if stage == "pre" else cfg.finetune.optim.epochs
     assert [r["epoch"] for r in records if r["split"] == "val"] == list(range(1, epochs + 1))
     ckpts = sorted(run.glob("ckpt-*"))
     assert ckpts and (ckpts[-1] / "model.safetensors").is_file()
@@ -95,7 +95,7 @@ def test_a_missing_checkpoint_is_an_error(tmp_path, capsys):
 
 
 def test_pretrain_command_in_a_subprocess(tmp_path, subprocess_env):
-    argv = ["pretrain", "-c", "digits", *SMALL, "pretrain.epochs=1",
+    argv = ["pretrain", "-c", "digits", *SMALL, "pretrain.optim.epochs=1",
             f"run.output_dir={tmp_path}", "run.name=pre"]
     out = subprocess.run([sys.executable, "-m", "vitmae", *argv], capture_output=True,
                          text=True, env=subprocess_env, timeout=300)
@@ -103,15 +103,15 @@ def test_pretrain_command_in_a_subprocess(tmp_path, subprocess_env):
     assert out.stdout.splitlines()[-1] == f"run folder: {tmp_path / 'pre'}"
     info = json.loads((tmp_path / "pre" / "run.json").read_text())
     assert info["command"][1:] == argv
-    assert load_config("digits", [*SMALL, "pretrain.epochs=1", f"run.output_dir={tmp_path}",
+    assert load_config("digits", [*SMALL, "pretrain.optim.epochs=1", f"run.output_dir={tmp_path}",
                                   "run.name=pre"]) == config_from_dict(
         yaml.safe_load((tmp_path / "pre" / "config.yaml").read_text()))
     assert list((tmp_path / "pre").glob("ckpt-*/model.safetensors"))
 
 
 def test_demo_ends_with_the_evaluation_json(tmp_path):
-    lines = run_cli(["demo", "model.arch=vit_micro_patch4", "pretrain.epochs=1",
-                     "finetune.epochs=1", "data.subset=256", f"run.output_dir={tmp_path}",
+    lines = run_cli(["demo", "model.arch=vit_micro_patch4", "pretrain.optim.epochs=1",
+                     "finetune.optim.epochs=1", "data.subset=256", f"run.output_dir={tmp_path}",
                      "run.name=demo"])
     result = json.loads(lines[-1])
     assert result["n"] == N_TEST and 0.0 <= result["top1"] <= 1.0

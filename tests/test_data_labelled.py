@@ -76,7 +76,7 @@ def test_fractions_outside_0_1_are_refused(value):
 
 def test_the_run_log_names_the_fraction_and_the_subset_size(tmp_path):
     out = run_cli(["finetune", "-c", "digits", "model.arch=vit_micro_patch4",
-                   "data.labels_fraction=0.1", "data.batch_size=64", "finetune.epochs=1",
+                   "data.labels_fraction=0.1", "data.batch_size=64", "finetune.optim.epochs=1",
                    f"run.output_dir={tmp_path}", "run.name=frac"])
     n = len(labelled_indices(class_targets(build_dataset(
         load_config("digits").data, "train", train=True).dataset), 0.1, seed=0))

@@ -136,7 +136,7 @@ def test_finetune_and_evaluate_through_the_cli_name_predictions_by_file(tmp_path
     write_split(root, "test", palette=False)
     args = ["-c", "seg_folder", "model.arch=vit_micro_patch4", "model.seg_head=linear",
             f"data.root={root}", "data.img_size=16", "data.batch_size=3", "data.num_workers=0",
-            "finetune.epochs=1", "run.threads=1", f"run.output_dir={tmp_path}", "run.name=r"]
+            "finetune.optim.epochs=1", "run.threads=1", f"run.output_dir={tmp_path}", "run.name=r"]
     run_cli(["finetune", *args])
     run_cli(["evaluate", "--checkpoint", str(tmp_path / "r"), "--save-predictions",
              str(tmp_path / "pred")])

@@ -66,7 +66,7 @@ def run_two_ranks(tmp_path, argv: list[str], env: dict[str, str]) -> list[dict]:
 @pytest.mark.slow
 def test_two_ranks_end_identical_and_evaluate_the_whole_test_set(tmp_path, subprocess_env):
     argv = ["finetune", "-c", "digits", "model.arch=vit_micro_patch4", "data.subset=128",
-            "data.batch_size=32", "finetune.epochs=1", f"run.output_dir={tmp_path}",
+            "data.batch_size=32", "finetune.optim.epochs=1", f"run.output_dir={tmp_path}",
             "run.name=ddp"]
     reports = run_two_ranks(tmp_path, argv, subprocess_env)
     assert _digest(read_weights(tmp_path / "ddp")) == reports[0]["sha256"]
@@ -85,7 +85,7 @@ def test_two_ranks_segment_and_sum_one_confusion_matrix(tmp_path, subprocess_env
     evaluating the saved weights on the whole test set."""
     write_mnist(tmp_path / "data")
     argv = ["finetune", "-c", "mnist_seg", *TINY, f"data.root={tmp_path / 'data'}",
-            "data.img_size=16", "data.batch_size=4", "finetune.epochs=1",
+            "data.img_size=16", "data.batch_size=4", "finetune.optim.epochs=1",
             f"run.output_dir={tmp_path}", "run.name=seg"]
     reports = run_two_ranks(tmp_path, argv, subprocess_env)
     single = json.loads(run_cli(["evaluate", "--checkpoint", str(tmp_path / "seg")])[-1])

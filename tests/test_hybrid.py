@@ -192,9 +192,9 @@ def hybrid_runs(tmp_path_factory):
               f"data.root={root / 'data'}", "data.img_size=16", "data.batch_size=20",
               "data.num_workers=0", "data.subset=20", f"run.output_dir={root}",
               "run.log_interval=1"]
-    run_cli(["pretrain", *common, "pretrain.epochs=1", "pretrain.recon_every=0",
+    run_cli(["pretrain", *common, "pretrain.optim.epochs=1", "pretrain.recon_every=0",
              "run.name=pre"])
-    run_cli(["finetune", *common, "finetune.epochs=1", "run.name=fin",
+    run_cli(["finetune", *common, "finetune.optim.epochs=1", "run.name=fin",
              f"finetune.pretrained={root / 'pre'}"])
     return root
 

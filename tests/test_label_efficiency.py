@@ -43,6 +43,7 @@ def test_every_fraction_gets_about_the_same_number_of_steps(study):
         cfg = load_config("cifar10", [*over, *sched])
         n = len(build_dataset(cfg.data, "train", train=True, labelled=True))
         per_epoch = n // cfg.data.batch_size
-        assert abs(cfg.finetune.epochs * per_epoch - 12) <= per_epoch / 2
-        assert cfg.run.eval_interval == cfg.finetune.epochs  # the last epoch only
-        assert cfg.finetune.warmup_epochs == pytest.approx(cfg.finetune.epochs / 10)  # 1 of 10
+        o = cfg.finetune.optim
+        assert abs(o.epochs * per_epoch - 12) <= per_epoch / 2
+        assert cfg.run.eval_interval == o.epochs  # the last epoch only
+        assert o.warmup_epochs == pytest.approx(o.epochs / 10)  # 1 of 10

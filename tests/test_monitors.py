@@ -15,7 +15,7 @@ from vitmae.monitors import check_labelled, due, knn_classify, linear_probe
 from vitmae.runner import run_pretrain
 
 SMALL = ["model.arch=vit_micro_patch4", "data.subset=128", "data.batch_size=64",
-         "pretrain.epochs=2", "run.log_interval=1"]
+         "pretrain.optim.epochs=2", "run.log_interval=1"]
 
 
 def reference_knn(bank, labels, queries, K, k, t):

@@ -34,10 +34,10 @@ def chain(tmp_path_factory):
     and one from scratch, both evaluated."""
     root = tmp_path_factory.mktemp("chain")
     common = [*SMALL, f"run.output_dir={root}"]
-    run_pretrain(load_config("digits", [*common, "pretrain.epochs=2", "pretrain.knn_every=1",
+    run_pretrain(load_config("digits", [*common, "pretrain.optim.epochs=2", "pretrain.knn_every=1",
                                         "run.name=pretrain"]), log=quiet)
     for name, source in (("finetune", str(root / "pretrain")), ("scratch", "null")):
-        cfg = load_config("digits", [*common, "finetune.epochs=1", f"run.name={name}",
+        cfg = load_config("digits", [*common, "finetune.optim.epochs=1", f"run.name={name}",
                                      f"finetune.pretrained={source}"])
         run_evaluate(cfg, run_finetune(cfg, log=quiet), log=quiet)
     return root

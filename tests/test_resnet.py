@@ -17,7 +17,7 @@ from vitmae.models import build_finetune_model
 from vitmae.models.cnn import build_cnn
 
 # ResNet-18 on the digits data: 1 channel at 16 px; 64 images in batches of 32: 2 steps/epoch
-TINY = ["model.arch=resnet18", "model.cnn_stem=imagenet", "finetune.layer_decay=1.0",
+TINY = ["model.arch=resnet18", "model.cnn_stem=imagenet", "finetune.optim.layer_decay=1.0",
         "data.subset=64", "data.batch_size=32", "run.log_interval=1"]
 
 
@@ -58,7 +58,7 @@ def test_the_finetune_model_splits_encoder_and_head():
 
 @pytest.mark.parametrize("override,key", [
     ("task=segment", "task"),
-    ("finetune.layer_decay=0.75", "finetune.layer_decay"),
+    ("finetune.optim.layer_decay=0.75", "finetune.optim.layer_decay"),
     ("model.patch_size=4", "model.patch_size"),
     ("run.shards=2", "run.shards"),
     ("data.batch_size=1", "data.batch_size"),
@@ -89,12 +89,12 @@ def _val_epochs(run) -> list[int]:
 
 def test_finetune_evaluate_and_resume_through_the_cli(tmp_path):
     common = ["-c", "digits", *TINY, f"run.output_dir={tmp_path}", "run.name=cnn"]
-    out = run_cli(["finetune", *common, "finetune.epochs=1"])
+    out = run_cli(["finetune", *common, "finetune.optim.epochs=1"])
     assert any("fine-tuning resnet18 (imagenet stem) for classify" in line for line in out)
     run = tmp_path / "cnn"
     result = json.loads(run_cli(["evaluate", "--checkpoint", str(run)])[-1])
     assert 0.0 <= result["top1"] <= 1.0 and result["n"] == 450
-    run_cli(["finetune", "--resume", str(run), "finetune.epochs=2"])
+    run_cli(["finetune", "--resume", str(run), "finetune.optim.epochs=2"])
     assert _val_epochs(run) == [1, 2]  # epoch 1 kept, epoch 2 from its checkpoint
     result = json.loads(run_cli(["evaluate", "--checkpoint", str(run)])[-1])
     assert result["n"] == 450
@@ -104,7 +104,7 @@ def test_multilabel_finetune_and_evaluate(tmp_path):
     write_voc(tmp_path)
     run_cli(["finetune", "task=multilabel", "data.dataset=voc_cls", f"data.root={tmp_path}",
              "data.img_size=16", "data.batch_size=3", "data.train_split=mini_train",
-             "data.val_split=mini_val", "model.arch=resnet18", "finetune.epochs=1",
+             "data.val_split=mini_val", "model.arch=resnet18", "finetune.optim.epochs=1",
              f"run.output_dir={tmp_path / 'runs'}", "run.name=ml"])
     result = json.loads(run_cli(["evaluate", "--checkpoint", str(tmp_path / "runs" / "ml")])[-1])
     assert {"map", "per_label_acc", "n"} <= result.keys() and result["n"] == 2

@@ -21,8 +21,8 @@ def test_mnist_seg_pretrain_finetune_evaluate_visualize(tmp_path):
     write_mnist(tmp_path / "data")
     common = ["-c", "mnist_seg", *TINY, f"data.root={tmp_path / 'data'}", "data.img_size=16",
               "data.batch_size=10", f"run.output_dir={tmp_path}"]
-    run_cli(["pretrain", *common, "pretrain.epochs=1", "run.name=pre"])
-    run_cli(["finetune", *common, "finetune.epochs=1", "run.name=fin",
+    run_cli(["pretrain", *common, "pretrain.optim.epochs=1", "run.name=pre"])
+    run_cli(["finetune", *common, "finetune.optim.epochs=1", "run.name=fin",
              f"finetune.pretrained={tmp_path / 'pre'}"])
     result = json.loads(run_cli(["evaluate", "--checkpoint", str(tmp_path / "fin")])[-1])
     assert SEG_KEYS <= result.keys() and result["n"] == 10
@@ -44,7 +44,7 @@ def voc_args(root, dataset: str, task: str) -> list[str]:
     return [*TINY, f"task={task}", f"data.dataset={dataset}", f"data.root={root}",
             "data.img_size=16", "data.batch_size=3", "data.train_split=mini_train",
             "data.val_split=mini_val", f"run.output_dir={root / 'runs'}",
-            "model.seg_head=pup", "finetune.epochs=1", f"run.name={dataset}"]
+            "model.seg_head=pup", "finetune.optim.epochs=1", f"run.name={dataset}"]
 
 
 def test_voc_segmentation_at_original_size_and_palette_predictions(voc_root):

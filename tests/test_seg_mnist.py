@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_data_mnist import N_TEST, N_TRAIN, write_mnist
 
-from vitmae.config import DataConfig
+from vitmae.config import DataConfig, MnistSegConfig
 from vitmae.data import build_dataset
 from vitmae.data.mnist_seg import CLASSES, MnistSegmentation, scale_digit
 
@@ -41,7 +41,8 @@ def test_composite_items_shapes_and_determinism(mnist_root):
 @pytest.mark.parametrize("max_digits", [1, 3])
 def test_composite_labels_match_pixels(mnist_root, max_digits):
     root, arrays = mnist_root
-    ds = build_dataset(cfg(root, seg_digits=max_digits, seg_threshold=100), "test", False)
+    options = MnistSegConfig(digits=max_digits, threshold=100)
+    ds = build_dataset(cfg(root, mnist_seg=options), "test", False)
     labels = arrays["t10k"][1]
     for i in range(len(ds)):
         img, mask, owner = ds.draw(i)  # intensities 0-255, labels, layout row of each pixel
@@ -72,8 +73,8 @@ def test_bad_split_and_digit_count_raise(mnist_root):
     root, _ = mnist_root
     with pytest.raises(ValueError, match="unknown split 'val'"):
         build_dataset(cfg(root), "val", False)
-    with pytest.raises(ValueError, match="seg_digits"):
-        build_dataset(cfg(root, seg_digits=0), "train", True)
+    with pytest.raises(ValueError, match=r"data\.mnist_seg\.digits"):
+        build_dataset(cfg(root, mnist_seg=MnistSegConfig(digits=0)), "train", True)
 
 
 @pytest.fixture(scope="module")

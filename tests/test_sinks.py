@@ -54,7 +54,7 @@ def test_missing_tensorboard_is_a_config_error_before_any_run_folder(tmp_path, m
     with pytest.raises(ConfigError, match="pip install tensorboard"):
         require_tensorboard()
     cfg = load_config("digits", ["model.arch=vit_micro_patch4", "data.subset=64",
-                                 "pretrain.epochs=1", "run.tensorboard=true",
+                                 "pretrain.optim.epochs=1", "run.tensorboard=true",
                                  f"run.output_dir={tmp_path}", "run.name=tb"])
     with pytest.raises(ConfigError, match="run.tensorboard"):
         run_pretrain(cfg, log=lambda *_: None)

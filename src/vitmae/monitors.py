@@ -158,16 +158,16 @@ class ReconMonitor:
 def pretrain_monitors(cfg: Config, val_set, folder: str | Path) -> list:
     """The monitors `cfg.pretrain` asks for; the k-NN bank is the training split without
     augmentation, its first `knn_train` (and `data.subset`) images."""
-    o, d = cfg.pretrain, cfg.data
+    o, d, epochs = cfg.pretrain, cfg.data, cfg.pretrain.optim.epochs
     monitors: list = []
     if o.knn_every:
         bank = build_dataset(d, d.train_split, train=False)
         limits = [n for n in (o.knn_train, d.subset) if n is not None]
         if limits:
             bank = FirstItems(bank, min(limits))
-        monitors.append(KNNMonitor(bank, val_set, o.knn_every, o.epochs, o.knn_k, o.knn_t,
+        monitors.append(KNNMonitor(bank, val_set, o.knn_every, epochs, o.knn_k, o.knn_t,
                                    o.probe, d.batch_size, d.num_workers))
     if o.recon_every:
-        monitors.append(ReconMonitor(val_set, o.recon_every, o.epochs, folder, d.batch_size,
+        monitors.append(ReconMonitor(val_set, o.recon_every, epochs, folder, d.batch_size,
                                      cfg.run.seed))
     return monitors

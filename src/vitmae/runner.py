@@ -81,20 +81,20 @@ def open_run(cfg: Config, stage: str, resume: str | None,
 
 
 def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
-    """MAE pretraining on cfg.data with cfg.pretrain's schedule; with `pretrain.init`, the
+    """MAE pretraining on cfg.data with cfg.pretrain.optim; with `pretrain.init`, the
     encoder (and the decoder, when the file has a fitting one) starts from those weights."""
     need(cfg.model.arch not in CNN_ARCHS, "model.arch",
          f"MAE pretraining masks a ViT's patch tokens; {cfg.model.arch} is a CNN, trained "
          f"from scratch by `vitmae finetune`")
     try:
-        o = cfg.pretrain
-        src = adopt(cfg, o.init, log) if o.init and resume is None else None
+        init, o = cfg.pretrain.init, cfg.pretrain.optim
+        src = adopt(cfg, init, log) if init and resume is None else None
         p = prepare(cfg)
         model = build_mae(cfg.model, cfg.data.img_size, p.train_set.in_chans)
         if src is not None:
             load_into(model.encoder, src, log=log)
             load_decoder(model, src, log=log)
-            log(f"loaded the encoder of {o.init} ({src.format} format)")
+            log(f"loaded the encoder of {init} ({src.format} format)")
         model.to(p.device)
         lr = base_lr(o, cfg.data.batch_size * o.accum_iter * dist.world_size())
         optimizer = build_optimizer(param_groups(model, o.weight_decay), o, lr)
@@ -116,7 +116,7 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
 def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     """Fine-tune (or train from scratch) the encoder plus a head for cfg.task."""
     try:
-        f = cfg.finetune
+        f, o = cfg.finetune, cfg.finetune.optim
         src = adopt(cfg, f.pretrained, log) if f.pretrained and resume is None else None
         p = prepare(cfg, labelled=True)
         ds = p.train_set
@@ -132,12 +132,12 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
                 if is_head(name, prefix):
                     prm.requires_grad_(True)
         model.to(p.device)
-        lr = base_lr(f, cfg.data.batch_size * f.accum_iter * dist.world_size())
+        lr = base_lr(o, cfg.data.batch_size * o.accum_iter * dist.world_size())
         # layer decay is over a ViT's blocks (the config refuses it for a CNN)
         depth = encoder.depth if isinstance(encoder, VisionTransformer) else None
-        groups = param_groups(model, f.weight_decay, f.layer_decay, depth, prefix,
+        groups = param_groups(model, o.weight_decay, o.layer_decay, depth, prefix,
                               f.head_lr_mult)
-        optimizer = build_optimizer(groups, f, lr)
+        optimizer = build_optimizer(groups, o, lr)
         task = build_task(cfg.task, num_classes=ds.num_classes,
                           classes=getattr(ds, "classes", None),
                           label_smoothing=f.label_smoothing, aux_weight=cfg.model.seg_aux)
@@ -147,10 +147,10 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
         fraction = cfg.data.labels_fraction
         labelled = f", data.labels_fraction={fraction:g}" if fraction < 1.0 else ""
         log(f"fine-tuning {arch_name(cfg.model)} for {cfg.task} on {cfg.data.dataset} "
-            f"({len(ds)} images{labelled}) {source} for {f.epochs} epochs, lr {lr:.3g}; "
+            f"({len(ds)} images{labelled}) {source} for {o.epochs} epochs, lr {lr:.3g}; "
             f"run folder {run.path}")
         with run:
-            fit(model, task, optimizer, lr, f, p.train_set, p.val_set, cfg.data, cfg.run, run,
+            fit(model, task, optimizer, lr, o, p.train_set, p.val_set, cfg.data, cfg.run, run,
                 p.device, to_dict(cfg), resume=ckpt, log=log)
         return run.path
     finally:  # the process group of `setup`, also when training stops early

@@ -3,6 +3,9 @@ torch-free so that the config can check them without importing the models."""
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 from vitmae.errors import ConfigError
 
 # Model sizes as data. The *_patch4 variants are for 28-32 px images on a CPU; the standard
@@ -24,7 +27,8 @@ VARIANTS: dict[str, dict[str, int]] = {
 # scratch by the same engine and tasks, as a baseline for the ViT rows
 CNN_ARCHS = ("resnet18",)
 # model.cnn_stem: torchvision's stem ("imagenet"), or the CIFAR stem (vitmae.models.cnn)
-CNN_STEMS = ("imagenet", "cifar")
+CnnStem = Literal["imagenet", "cifar"]
+CNN_STEMS = typing.get_args(CnnStem)
 
 FROM_WEIGHTS = "from_weights"  # model.arch: every size from the pretrained file
 SIZE_KEYS = ("patch_size", "embed_dim", "depth", "num_heads")

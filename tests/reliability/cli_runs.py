@@ -15,7 +15,7 @@ from vitmae.runs import run_differences
 # step 3, val 1, step 6, val 2, step 9, step 12, val 3.
 RUN = ("-c", "digits", "model.arch=vit_micro_patch4", "model.decoder_embed_dim=32",
        "model.decoder_depth=1", "model.decoder_num_heads=2", "data.subset=128",
-       "data.batch_size=32", "pretrain.epochs=3", "pretrain.warmup_epochs=1",
+       "data.batch_size=32", "pretrain.optim.epochs=3", "pretrain.optim.warmup_epochs=1",
        "run.ckpt_interval=2", "run.log_interval=3", "run.threads=1")
 
 

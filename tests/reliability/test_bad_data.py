@@ -157,7 +157,8 @@ def _folder_pretrain(root, out, *extra):
     return ["pretrain", "model.arch=vit_micro_patch4", "model.decoder_embed_dim=32",
             "model.decoder_depth=1", "model.decoder_num_heads=2", "data.dataset=folder",
             f"data.root={root}", "data.val_split=val", "data.img_size=16", "data.batch_size=5",
-            "pretrain.epochs=2", "run.threads=1", f"run.output_dir={out}", "run.name=r", *extra]
+            "pretrain.optim.epochs=2", "run.threads=1", f"run.output_dir={out}", "run.name=r",
+            *extra]
 
 
 def test_skip_bad_reports_skipped_files_every_epoch(tmp_path, capsys):
@@ -189,7 +190,7 @@ def test_without_skip_bad_an_unreadable_image_stops_the_run_naming_it(tmp_path, 
 def _voc_finetune(root, out, *extra):
     return ["finetune", "-c", "voc_seg", "model.arch=vit_micro_patch4", "model.seg_head=linear",
             f"data.root={root}", "data.img_size=16", "data.batch_size=3", "data.num_workers=0",
-            "data.train_split=mini_train", "data.val_split=mini_val", "finetune.epochs=1",
+            "data.train_split=mini_train", "data.val_split=mini_val", "finetune.optim.epochs=1",
             "run.threads=1", f"run.output_dir={out}", "run.name=voc", *extra]
 
 

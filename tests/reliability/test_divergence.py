@@ -42,8 +42,8 @@ def test_nan_loss_names_step_lr_and_last_good_checkpoint(tmp_path, monkeypatch, 
 
 
 def test_huge_lr_stops_with_exit_3_and_no_nan_checkpoint(tmp_path, capsys):
-    code = main(pretrain_argv(tmp_path, "lr", "pretrain.lr=1e30", "pretrain.warmup_epochs=0",
-                              "run.ckpt_interval=1"))
+    code = main(pretrain_argv(tmp_path, "lr", "pretrain.optim.lr=1e30",
+                              "pretrain.optim.warmup_epochs=0", "run.ckpt_interval=1"))
     err = capsys.readouterr().err
     assert code == 3, err
     assert re.search(r"diverged: loss is (nan|inf) at step \d+ .*, lr [0-9.]+e\+(29|30); "

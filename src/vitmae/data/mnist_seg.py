@@ -2,10 +2,10 @@
 
 Two data sets, 11 classes: 0 = background, d + 1 = digit d. A pixel belongs to a digit when
 its intensity (0-255, after scaling the digit to its drawn size) is above
-`data.seg_threshold`; all other pixels are background.
+`data.mnist_seg.threshold`; all other pixels are background.
   `mnist_seg_single`: one digit filling an img_size x img_size image (28 px: MNIST itself);
       item i is digit i of the split.
-  `mnist_seg`: img_size x img_size canvases (64 px in the preset) with 1..`data.seg_digits`
+  `mnist_seg`: img_size x img_size canvases (64 px in the preset) with 1..`data.mnist_seg.digits`
       digits, each scaled to a random size of 5/16 to 5/8 of the canvas (20-40 px at 64)
       and placed at a random position fully inside it. Where digits overlap, a later digit's
       foreground overwrites what is below (image and label); elsewhere the brighter pixel
@@ -117,13 +117,14 @@ def mnist_digits(cfg: DataConfig, split: str) -> tuple[Tensor, Tensor]:
 
 @register_dataset("mnist_seg")
 def build_mnist_seg(cfg: DataConfig, split: str, train: bool) -> MnistSegmentation:
-    if cfg.seg_digits < 1:
-        raise ConfigError(f"data.seg_digits: must be >= 1, got {cfg.seg_digits}")
+    if cfg.mnist_seg.digits < 1:
+        raise ConfigError(f"data.mnist_seg.digits: must be >= 1, got {cfg.mnist_seg.digits}")
     digits, labels = mnist_digits(cfg, split)
     # a different stream per split, so that train and test canvases are unrelated
     seed = cfg.seed * 2 + (split == "test")
-    layout = composite_layout(len(digits), len(digits), cfg.seg_digits, cfg.img_size, seed)
-    return MnistSegmentation(digits, labels, layout, cfg.img_size, cfg.seg_threshold,
+    layout = composite_layout(len(digits), len(digits), cfg.mnist_seg.digits, cfg.img_size,
+                              seed)
+    return MnistSegmentation(digits, labels, layout, cfg.img_size, cfg.mnist_seg.threshold,
                              norm_stats(cfg, MEAN, STD))
 
 
@@ -133,5 +134,5 @@ def build_mnist_seg_single(cfg: DataConfig, split: str, train: bool) -> MnistSeg
     n = len(digits)
     layout = np.zeros((n, 1, 4), np.int64)
     layout[:, 0, 0], layout[:, 0, 1] = np.arange(n), cfg.img_size  # digit i fills the image
-    return MnistSegmentation(digits, labels, layout, cfg.img_size, cfg.seg_threshold,
+    return MnistSegmentation(digits, labels, layout, cfg.img_size, cfg.mnist_seg.threshold,
                              norm_stats(cfg, MEAN, STD))
