@@ -219,7 +219,9 @@ def safe_torch_load(path: Path) -> Any:
             f"{path}: refused to load: the file needs arbitrary Python objects to be unpickled, "
             f"which can run code. Only tensors and plain data are accepted "
             f"(weights_only=True). Details: {str(e).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:  # truncated or not a torch file
+    # truncated or not a torch file; a malformed pickle stream fails inside the unpickler as an
+    # IndexError (its stack) or KeyError (its memo) too
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as e:
         raise CheckpointError(f"{path}: not a readable torch file ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
