@@ -4,10 +4,11 @@ Training follows the DeepLab recipe at CPU scale: random scale, random crop of i
 (padded where the scaled image is smaller), horizontal flip, the same random draws for the
 photo and its label map. It is written on plain tensors and crops *before* it resizes: only
 the part of the photo that lands in the crop is resampled, and no per-op dispatch of
-`torchvision.transforms.v2` is paid per item (timings: `benchmarks/RESULTS.md`). The photo is resampled bilinearly with
-antialiasing, the mask with nearest neighbours on the same pixel-centre grid ("nearest-exact"),
-so labels are never blended and stay aligned with the photo; padding is 0 in the photo and
-255 (void, ignored by the loss and the metrics) in the mask.
+`torchvision.transforms.v2` is paid per item (timings: `benchmarks/RESULTS.md`). The photo is
+resampled bilinearly with antialiasing, the mask with nearest neighbours on the same
+pixel-centre grid ("nearest-exact"), so labels are never blended and stay aligned with the
+photo; padding is 0 in the photo and 255 (void, ignored by the loss and the metrics) in the
+mask.
 
 Evaluation resizes the image to img_size x img_size for the model and leaves the mask at its
 original size (metrics are computed there).
