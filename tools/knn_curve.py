@@ -11,17 +11,18 @@ left axis, k-NN top-1 (and its trivial baseline, dashed) on the right.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from vitmae.runs import metric_records
+
 
 def read(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        raise SystemExit(f"{path}: no such file (expected a vitmae run folder)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """Every record of the run's metrics.jsonl, timing fields included."""
+    if not (run / "metrics.jsonl").is_file():
+        raise SystemExit(f"{run / 'metrics.jsonl'}: no such file (expected a vitmae run folder)")
+    return metric_records(run, ignore=())
 
 
 def per_epoch(records: list[dict]) -> list[dict]:
