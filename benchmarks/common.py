@@ -197,9 +197,23 @@ def machine() -> dict[str, object]:
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
+def shareable(arg: str) -> str:
+    """A command-line argument as others can read it: the data folder written as
+    $VITMAE_DATA, a path under the current folder made relative; in `key=value` and
+    `--flag=value`, the value."""
+    key, eq, value = arg.rpartition("=") if not arg.startswith("/") else ("", "", arg)
+    data = os.environ.get("VITMAE_DATA", "").rstrip("/") + "/"
+    cwd = os.getcwd().rstrip("/") + "/"
+    if data != "/" and value.startswith(data):
+        value = "$VITMAE_DATA/" + value[len(data):]
+    elif value.startswith(cwd):
+        value = value[len(cwd):]
+    return key + eq + value
+
+
 def record(result: dict, packages: tuple[str, ...] = (), path: Path = RESULTS) -> None:
     """Append `result` with the command, versions and date to the results file; print it last."""
-    row = {**result, "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    row = {**result, "command": " ".join([Path(sys.executable).name, *map(shareable, sys.argv)]),
            "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "versions": versions(*packages), "machine": machine(),
            "env": {k: os.environ[k] for k in OMP_ENV if k in os.environ}}

@@ -8,7 +8,9 @@ attention), all with the same weights: the ImageNet ViT-Tiny file under
 depend on them). Batch 1 and 64, eval mode, fp32, `--threads` threads in every runtime; the
 contenders are timed in turn, round after round (`common.interleave`), and the figures are
 medians with per-round ratios against timm. First it checks that the five agree: the fp32
-ones to 1e-3 in the logits, int8 in top-1 on most images. `--smoke` runs a 2-block 32 px
+ones to 1e-3 in the logits; int8's top-1 agreement with timm is recorded, on 64 real photos
+(PASCAL VOC `val_available`, through the weights' evaluation transform) when the data is
+there, else on 8 noise images. `--smoke` runs a 2-block 32 px
 model at batch 1 and 2 for one round, to check that the script works (nothing recorded).
 
     PYTHONPATH=src python benchmarks/inference_runtimes.py [--rounds 5] [--threads 2]
@@ -106,6 +108,18 @@ def check_agreement(models: dict, x: torch.Tensor) -> dict:
     return {**diffs, "int8_top1_agreement": top1}
 
 
+def voc_photos(weights: Path, n: int) -> torch.Tensor | None:
+    """The first `n` PASCAL VOC `val_available` photos (n, 3, S, S) through the weights'
+    evaluation transform, or None when the data is not there."""
+    voc = Path(os.environ.get("VITMAE_DATA", "data")) / "VOCdevkit" / "VOC2012"
+    listing = voc / "ImageSets" / "Segmentation" / "val_available.txt"
+    if not listing.is_file():
+        return None
+    pre = open_model(weights, log=lambda _: None).preprocess
+    stems = listing.read_text().split()[:n]
+    return torch.stack([pre(pre.read(voc / "JPEGImages" / f"{s}.jpg")) for s in stems])
+
+
 def timed(f, x: torch.Tensor, calls: int):
     def run():
         with torch.inference_mode():
@@ -129,12 +143,15 @@ def main() -> None:
     default = Path(os.environ.get("VITMAE_DATA", "data")) / VIT_TINY
     weights = Path(args.weights) if args.weights else default
     weights = weights if weights.is_file() and not args.smoke else None
-    result: dict = {"bench": "inference_runtimes", "weights": str(weights or "random"),
+    result: dict = {"bench": "inference_runtimes", "weights": weights.name if weights else "random",
                     "img_size": shape["img_size"], "threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
         models = contenders(shape, weights, Path(tmp), args.threads)
         S = shape["img_size"]
-        result |= check_agreement(models, torch.randn(8, 3, S, S).clamp(-1, 1))
+        photos = voc_photos(weights, 64) if weights else None
+        result["agreement_images"] = "voc_val_64" if photos is not None else "noise_8"
+        result |= check_agreement(models, photos if photos is not None
+                                  else torch.randn(8, 3, S, S).clamp(-1, 1))
         for B in shape["batches"]:
             x = torch.randn(B, 3, S, S).clamp(-1, 1)  # (B, 3, S, S), normalized range
             calls = max(1, args.images // B)

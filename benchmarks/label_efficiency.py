@@ -40,6 +40,8 @@ import json
 import sys
 from pathlib import Path
 
+from common import shareable
+
 ROOT = Path(__file__).resolve().parents[1]
 INITS = ("scratch", "mae", "imagenet21k")
 # --smoke: every run on the digits data with the micro ViT, a few images, no worker processes
@@ -178,13 +180,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if run.is_dir():  # its log (the labelled fraction and image count) beside it
                 (run / "finetune.log").write_text(text)
             top1 = final_top1(run) if rc == 0 else None
-            row = {"init": init, "fraction": fraction, "top1": top1, "rc": rc, "run": str(run)}
+            row = {"init": init, "fraction": fraction, "top1": top1, "rc": rc,
+                   "run": shareable(str(run))}
             table.append(row)
             args.results.parent.mkdir(parents=True, exist_ok=True)
+            command = ["vitmae", *(shareable(str(c)) for c in cmd)]
+            date = datetime.datetime.now().isoformat(timespec="seconds")
             with open(args.results, "a") as f:
-                f.write(json.dumps({**row, "command": ["vitmae", *cmd], "date":
-                                    datetime.datetime.now().isoformat(timespec="seconds")})
-                        + "\n")
+                f.write(json.dumps({**row, "command": command, "date": date}) + "\n")
             print(json.dumps(row), flush=True)
             if rc:
                 print(text[-2000:], file=sys.stderr)

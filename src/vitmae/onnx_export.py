@@ -5,13 +5,7 @@ and gives `logits` (B, K) or (B, K, S, S); the batch axis is dynamic, the image 
 What `vitmae predict` needs besides the graph (task, class names, image size, channels,
 normalisation, resize) is stored as JSON under the metadata key `vitmae`. It is written by
 torch's TorchScript exporter (the torch.export-based one needs the onnxscript package).
-With `int8`, the weights of the matrix multiplications are quantised to 8 bits per output
-channel and their inputs quantised on the fly, one scale per tensor (onnxruntime's
-`quantize_dynamic`), for faster CPU inference. Three kinds stay in fp32 (`INT8_SKIP`): the MLP's
-second layer, whose input after GELU holds a few values far larger than the rest, so that one
-8-bit scale leaves the rest a handful of levels; the patch embedding, which reads the pixels;
-and the head, which makes the logits. The attention products (q k^T, attention @ v) have no
-weights and are not quantised.
+With `int8`, the matrix multiplications are quantised to 8 bits (`vitmae.int8`).
 """
 
 from __future__ import annotations
@@ -33,10 +27,10 @@ from vitmae.inference import (
     InferenceModel,
     open_model,
 )
+from vitmae.int8 import fp32_parts, massive_activation_layers, quantize_int8
 from vitmae.onnx_attention import DOMAIN, ort_attention
 
 OPSET = 17
-INT8_SKIP = ("/mlp/fc2/", "/patch_embed/", "/head/")  # node names kept in fp32 (see above)
 
 
 def fix_negative_perms(graph) -> None:
@@ -68,11 +62,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False,
 
 
 def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
-                 log=print, int8_skip: tuple[str, ...] = INT8_SKIP,
-                 portable: bool = False) -> Path:
-    """Export an opened model to `out` (.onnx), its metadata included; with `int8`, every
-    matrix multiplication by weights whose node name contains none of `int8_skip` is
-    quantised. Attention is onnxruntime's fused node (`vitmae.onnx_attention`) unless
+                 log=print, portable: bool = False) -> Path:
+    """Export an opened model to `out` (.onnx), its metadata included; with `int8`, the
+    matrix multiplications by weights are quantised except those `vitmae.int8` keeps in
+    fp32. Attention is onnxruntime's fused node (`vitmae.onnx_attention`) unless
     `portable`, which keeps to the standard operators."""
     import onnx  # an optional dependency: pip install 'vitmae[onnx]'
 
@@ -100,18 +93,13 @@ def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
         fix_negative_perms(graph.graph)
         onnx.checker.check_model(graph)
         if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-            from onnxruntime.quantization.shape_inference import quant_pre_process
-
+            outliers = massive_activation_layers(model.module, pre.in_chans, pre.img_size)
             onnx.save(graph, str(fp32))
-            shaped, q = Path(tmp) / "shaped.onnx", Path(tmp) / "int8.onnx"
-            quant_pre_process(str(fp32), str(shaped))  # shapes and fusions, as onnxruntime advises
-            skip = [n.name for n in onnx.load(str(shaped)).graph.node
-                    if any(part in n.name for part in int8_skip)]
-            skip += [f"{name}_MatMul" for name in skip]  # what the quantiser makes of a Gemm
-            quantize_dynamic(str(shaped), str(q), weight_type=QuantType.QInt8,
-                             per_channel=True, nodes_to_exclude=skip)
-            graph = onnx.load(str(q))
+            quantize_int8(fp32, Path(tmp) / "int8.onnx", Path(tmp), tuple(fp32_parts(outliers)))
+            graph = onnx.load(str(Path(tmp) / "int8.onnx"))
+            if outliers:
+                log(f"int8: kept in fp32 for a massive activation in their input: "
+                    f"{', '.join(outliers)}")
         set_metadata(graph, model.metadata())
         onnx.save(graph, str(out))
     kind = "standard operators" if portable else "onnxruntime's fused attention"
