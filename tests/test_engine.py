@@ -76,6 +76,28 @@ def test_too_few_images_for_one_accumulated_step(micro_vit, tmp_path):
         _train(micro_vit, tmp_path / "run", batch_size=4, accum=3, n=8)
 
 
+def test_img_s_counts_the_time_of_every_epoch_since_the_last_record(micro_vit, tmp_path,
+                                                                    monkeypatch):
+    # 4 epochs of 2 steps (batch 8 of 16 images), one record every 4 steps: each record
+    # covers 2 epochs. A fake clock advances 1 s per reading, so each epoch's loop takes at
+    # least 1 s and a record's 32 images at least 2 s; timing only the epoch the record falls
+    # in would give 32 img/s.
+    import vitmae.engine
+
+    clock = iter(range(10_000))
+    monkeypatch.setattr(vitmae.engine.time, "perf_counter", lambda: float(next(clock)))
+    model = micro_vit(num_classes=4)
+    cfg = OptimConfig(epochs=4, lr=1e-3, warmup_epochs=0)
+    opt = build_optimizer(param_groups(model, cfg.weight_decay), cfg, cfg.lr)
+    fit(model, build_task("classify", num_classes=4), opt, cfg.lr, cfg, Images(16), None,
+        DataConfig(batch_size=8), RunConfig(log_interval=4), RunDir(tmp_path),
+        torch.device("cpu"), {}, log=lambda _: None)
+    recs = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").open())
+            if r["split"] == "train"]
+    assert [r["step"] for r in recs] == [4, 8]
+    assert all(0 < r["img_s"] <= 32 / 2 for r in recs), [r["img_s"] for r in recs]
+
+
 def test_evaluate_sees_every_image_once(micro_vit):
     model = micro_vit(num_classes=4)
     result = evaluate(model, build_task("classify", num_classes=4), Images(13), 4,

@@ -85,6 +85,7 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
     ckpt = Checkpointer(run, model, optimizer, config, run_cfg.keep_last)
     prog, meter = ckpt.resume(resume, log) if resume is not None else (Progress(), {})
     metrics, lr = {}, 0.0
+    spent = 0.0  # training-loop seconds of earlier epochs since the last train record
     named: set[str] = set()  # files that data.skip_bad skipped, already named in the log
     model.train()
     try:
@@ -109,14 +110,16 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
                     _optimizer_step(model, optimizer, optim_cfg.clip_grad)
                     prog.step += 1
                     if prog.step % run_cfg.log_interval == 0:
-                        _log_train(run, bar, meter, prog, lr, time.perf_counter() - t0, device)
-                        t0 = time.perf_counter()
+                        _log_train(run, bar, meter, prog, lr,
+                                   spent + time.perf_counter() - t0, device)
+                        spent, t0 = 0.0, time.perf_counter()
                     if run_cfg.ckpt_interval and prog.step % run_cfg.ckpt_interval == 0 \
                             and prog.batch < n_batches:
                         ckpt.save(prog, meter)
                     if stop.requested(device):
                         raise stop.interrupted(prog.step, ckpt.save(prog, meter), run.path)
                 bar.close()
+                spent += time.perf_counter() - t0  # a record can span epochs: img_s over both
                 prog.epoch, prog.batch = prog.epoch + 1, 0
                 _report_skipped(train_set, "train", prog, run, log, named)
                 if val_set is not None and (prog.epoch % run_cfg.eval_interval == 0
