@@ -74,3 +74,18 @@ def test_a_scope_that_names_no_node_is_an_error(tmp_path):
     fp32 = export_model(classifier(), tmp_path / "fp32.onnx", log=lambda _: None)
     with pytest.raises(RuntimeError, match="/blocks.9/mlp/fc2/"):
         quantize_int8(fp32, tmp_path / "q.onnx", tmp_path, ("/blocks.9/mlp/fc2/",))
+
+
+def test_int8_exports_segmentation_heads_too(tmp_path):
+    # the progressive-upsampling head defeats onnxruntime's symbolic shape inference
+    from test_onnx import segmenter
+
+    for head in ("pup", "linear"):
+        model = segmenter(f"model.seg_head={head}")
+        out = export_model(model, tmp_path / f"{head}.onnx", int8=True, log=lambda _: None)
+        ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+        assert ops.count("QAttention") == 2 and "MatMulInteger" in ops
+        x = torch.randn(2, 1, 16, 16)
+        got, ref = run_onnx(out, x), model.logits(x)
+        assert got.shape == ref.shape == (2, 11, 16, 16)
+        assert (got - ref).abs().mean() < 0.05 * ref.abs().mean()
