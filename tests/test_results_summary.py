@@ -25,11 +25,30 @@ def test_every_record_is_complete_and_in_range():
         assert 0 <= r["value"] <= 1 and 0 < r["labels_fraction"] <= 1
         assert r["baseline"] is None or 0 <= r["baseline"] <= 1
         assert r["curve"] is None or (ROOT / r["curve"]).is_file(), r["curve"]
-    assert len({(r["preset"], r["init"], r["metric"]) for r in records}) == len(records)
+        assert r.get("study") in (None, results_table.STUDY), r["preset"]
+    keys = {(r["preset"], r["init"], r["metric"], r["labels_fraction"], r.get("study"))
+            for r in records}
+    assert len(keys) == len(records)
 
 
 def test_readme_table_is_rendered_from_the_summary():
     readme = (ROOT / "README.md").read_text()
-    assert results_table.block(results_table.rows()) in readme, \
-        "README's results table differs from results/summary.jsonl: run " \
-        "`python tools/results_table.py --write`"
+    records = results_table.rows()
+    for block in (results_table.block(records), results_table.study_block(records)):
+        assert block in readme, "README's results tables differ from results/summary.jsonl: " \
+            "run `python tools/results_table.py --write`"
+
+
+def test_the_study_table_has_a_cell_per_start_and_fraction():
+    row = {"preset": "cifar10", "dataset": "cifar10", "metric": "top1", "baseline": 0.1,
+           "machine": "cpu2", "date": "2026-12-04", "command": "python study.py",
+           "study": results_table.STUDY}
+    records = [{**row, "init": i, "labels_fraction": f, "value": v, "minutes": 2.0}
+               for i, f, v in (("scratch", 0.01, 0.25), ("scratch", 1.0, 0.5),
+                               ("mae", 1.0, 0.625))]
+    lines = results_table.render_study(records).splitlines()
+    assert lines[0] == "| start | 1% labels | 100% labels |"
+    assert lines[2] == "| scratch | **25.00%** (2 min) | **50.00%** (2 min) |"
+    assert lines[3] == "| mae | - | **62.50%** (2 min) |"
+    assert lines[-1] == "cpu2, 2026-12-04, 6 min in all: `python study.py`"
+    assert "scratch" not in results_table.render(records)  # not in the presets' table
