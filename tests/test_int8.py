@@ -76,9 +76,14 @@ def test_a_scope_that_names_no_node_is_an_error(tmp_path):
         quantize_int8(fp32, tmp_path / "q.onnx", tmp_path, ("/blocks.9/mlp/fc2/",))
 
 
-def test_int8_exports_segmentation_heads_too(tmp_path):
-    # the progressive-upsampling head defeats onnxruntime's symbolic shape inference
+def test_int8_exports_segmentation_heads_too(tmp_path, monkeypatch):
+    # the progressive-upsampling head defeats onnxruntime's symbolic shape inference, which
+    # then writes debug files into the current folder: not the user's
     from test_onnx import segmenter
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
 
     for head in ("pup", "linear"):
         model = segmenter(f"model.seg_head={head}")
@@ -89,3 +94,4 @@ def test_int8_exports_segmentation_heads_too(tmp_path):
         got, ref = run_onnx(out, x), model.logits(x)
         assert got.shape == ref.shape == (2, 11, 16, 16)
         assert (got - ref).abs().mean() < 0.05 * ref.abs().mean()
+    assert list(cwd.iterdir()) == []

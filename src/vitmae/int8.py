@@ -18,6 +18,7 @@ channel, and their inputs on the fly with one scale per tensor (onnxruntime's
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -84,10 +85,14 @@ def quantize_int8(fp32: Path, out: Path, work: Path, keep: tuple[str, ...] = ())
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     shaped = work / "shaped.onnx"
+    here = os.getcwd()
+    os.chdir(work)  # where a failed symbolic shape inference writes its debug files
     try:  # shapes and fusions, as onnxruntime advises
         quant_pre_process(str(fp32), str(shaped))
     except Exception:  # noqa: BLE001 - its symbolic shape inference gives up on some graphs
         quant_pre_process(str(fp32), str(shaped), skip_symbolic_shape=True)  # (upsampling)
+    finally:
+        os.chdir(here)
     parts = (*INT8_SKIP, *keep)
     skip = [n.name for n in onnx.load(str(shaped)).graph.node
             if any(part in n.name for part in parts)]
