@@ -5,35 +5,23 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_onnx import micro_model, run_onnx, segmenter
 
-from vitmae.config import load_config
-from vitmae.inference import InferenceModel
 from vitmae.int8 import fp32_parts, massive_activation_layers, onnx_scope, quantize_int8
-from vitmae.models import build_finetune_model
 from vitmae.onnx_export import export_model
-from vitmae.preprocess import Preprocess
 
 onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
 
 
-def classifier(massive: float = 0.0) -> InferenceModel:
-    """A random micro classifier (10 classes, grey 16 px, 2 blocks); with `massive`, one
-    channel of the last block's MLP hidden layer is pushed to about that value for every
-    token (its fc1 bias), as trained ViTs grow them."""
-    cfg = load_config("digits", ["model.arch=vit_micro_patch4"])
-    torch.manual_seed(0)
-    model, encoder, _ = build_finetune_model(cfg, 1, 10)
+def classifier(massive: float = 0.0):
+    """A random micro classifier (10 classes, 2 blocks); with `massive`, one channel of the
+    last block's MLP hidden layer is pushed to about that value for every token (its fc1
+    bias), as trained ViTs grow them."""
+    model = micro_model("classify", 10)
     if massive:
         with torch.no_grad():
-            encoder.blocks[-1].mlp.fc1.bias[3] = massive
-    pre = Preprocess(16, 1, (0.5,), (0.25,))
-    return InferenceModel("classify", pre, None, 10, "test", model.eval(), encoder)
-
-
-def run_onnx(path, x: torch.Tensor) -> torch.Tensor:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run(None, {"pixel_values": x.numpy()})[0])
+            model.encoder.blocks[-1].mlp.fc1.bias[3] = massive
+    return model
 
 
 def test_onnx_scope_is_the_exporters_node_prefix():
@@ -79,8 +67,6 @@ def test_a_scope_that_names_no_node_is_an_error(tmp_path):
 def test_int8_exports_segmentation_heads_too(tmp_path, monkeypatch):
     # the progressive-upsampling head defeats onnxruntime's symbolic shape inference, which
     # then writes debug files into the current folder: not the user's
-    from test_onnx import segmenter
-
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)

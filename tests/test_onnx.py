@@ -34,13 +34,18 @@ def op_types(path) -> list[str]:
     return [n.op_type for n in onnx.load(str(path)).graph.node]
 
 
-def segmenter(*overrides: str) -> InferenceModel:
-    """A random micro segmentation model (11 classes, grey 16 px) opened for inference."""
-    cfg = load_config("digits", ["task=segment", "model.arch=vit_micro_patch4", *overrides])
+def micro_model(task: str, classes: int, *overrides: str) -> InferenceModel:
+    """A random micro model for `task` (grey 16 px, 2 blocks) opened for inference."""
+    cfg = load_config("digits", [f"task={task}", "model.arch=vit_micro_patch4", *overrides])
     torch.manual_seed(0)
-    model, encoder, _ = build_finetune_model(cfg, 1, 11)
+    model, encoder, _ = build_finetune_model(cfg, 1, classes)
     pre = Preprocess(16, 1, (0.5,), (0.25,))
-    return InferenceModel("segment", pre, None, 11, "test", model.eval(), encoder)
+    return InferenceModel(task, pre, None, classes, "test", model.eval(), encoder)
+
+
+def segmenter(*overrides: str) -> InferenceModel:
+    """A random micro segmentation model (11 classes) opened for inference."""
+    return micro_model("segment", 11, *overrides)
 
 
 @pytest.mark.parametrize("portable", [False, True])
