@@ -77,9 +77,9 @@ def fp32_parts(names: list[str]) -> list[str]:
     return [onnx_scope(n.rsplit(".", 1)[0] if n.endswith(".qkv") else n) for n in names]
 
 
-def quantize_int8(fp32: Path, out: Path, work: Path, keep: tuple[str, ...] = ()) -> list[str]:
+def quantize_int8(fp32: Path, out: Path, work: Path, keep: tuple[str, ...] = ()) -> None:
     """Quantise the ONNX file `fp32` into `out` (temporary files in `work`); the nodes whose
-    name contains one of INT8_SKIP or `keep` stay fp32. Returns the names of those nodes."""
+    name contains one of INT8_SKIP or `keep` stay fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -101,4 +101,3 @@ def quantize_int8(fp32: Path, out: Path, work: Path, keep: tuple[str, ...] = ())
         raise RuntimeError(f"int8: no node of the graph is in {unmatched}")
     quantize_dynamic(str(shaped), str(out), weight_type=QuantType.QInt8, per_channel=True,
                      nodes_to_exclude=skip + [f"{name}_MatMul" for name in skip])  # Gemm's
-    return skip
