@@ -108,10 +108,10 @@ def check_agreement(models: dict, x: torch.Tensor) -> dict:
     return {**diffs, "int8_top1_agreement": top1}
 
 
-def voc_photos(weights: Path, n: int) -> torch.Tensor | None:
-    """The first `n` PASCAL VOC `val_available` photos (n, 3, S, S) through the weights'
-    evaluation transform, or None when the data is not there."""
-    voc = Path(os.environ.get("VITMAE_DATA", "data")) / "VOCdevkit" / "VOC2012"
+def voc_photos(data: Path, weights: Path, n: int) -> torch.Tensor | None:
+    """The first `n` PASCAL VOC `val_available` photos under the data folder (n, 3, S, S)
+    through the weights' evaluation transform, or None when they are not there."""
+    voc = data / "VOCdevkit" / "VOC2012"
     listing = voc / "ImageSets" / "Segmentation" / "val_available.txt"
     if not listing.is_file():
         return None
@@ -140,15 +140,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     shape = SMOKE if args.smoke else FULL
-    default = Path(os.environ.get("VITMAE_DATA", "data")) / VIT_TINY
-    weights = Path(args.weights) if args.weights else default
+    data = Path(os.environ.get("VITMAE_DATA", "data"))
+    weights = Path(args.weights) if args.weights else data / VIT_TINY
     weights = weights if weights.is_file() and not args.smoke else None
     result: dict = {"bench": "inference_runtimes", "weights": weights.name if weights else "random",
                     "img_size": shape["img_size"], "threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
         models = contenders(shape, weights, Path(tmp), args.threads)
         S = shape["img_size"]
-        photos = voc_photos(weights, 64) if weights else None
+        photos = voc_photos(data, weights, 64) if weights else None
         result["agreement_images"] = "voc_val_64" if photos is not None else "noise_8"
         result |= check_agreement(models, photos if photos is not None
                                   else torch.randn(8, 3, S, S).clamp(-1, 1))
