@@ -72,11 +72,20 @@ def test_a_literal_override_names_the_key_and_the_choices(override, message):
     assert str(e.value) == message
 
 
-def test_a_literal_in_a_preset_names_the_key_and_the_choices(tmp_path):
-    preset = tmp_path / "tpu.yaml"
-    preset.write_text("# a device that is not one\nrun:\n  device: tpu\n")
-    with pytest.raises(ConfigError, match=r"tpu\.yaml: run\.device: expected one of 'auto', "
-                       r"'cpu', 'cuda', got 'tpu'"):
+@pytest.mark.parametrize("name, text, message", [
+    # a Literal field: the key and the choices
+    ("tpu.yaml", "# a device that is not one\nrun:\n  device: tpu\n",
+     r"tpu\.yaml: run\.device: expected one of 'auto', 'cpu', 'cuda', got 'tpu'"),
+    # a key of the old flat layout: its new place
+    ("flat.yaml", "# the flat layout\nfinetune:\n  pretrained: null\n  warmup_epochs: 2\n",
+     r"flat\.yaml: unknown key 'finetune\.warmup_epochs' "
+     r"\(moved to finetune\.optim\.warmup_epochs\)"),
+])
+def test_a_bad_preset_names_the_file_the_key_and_what_was_expected(tmp_path, name, text,
+                                                                   message):
+    preset = tmp_path / name
+    preset.write_text(text)
+    with pytest.raises(ConfigError, match=message):
         load_config(str(preset))
 
 
@@ -167,14 +176,6 @@ def test_a_moved_key_in_an_override_names_its_new_place(override, new):
     with pytest.raises(ConfigError) as e:
         load_config("mnist_seg", [override])
     assert str(e.value) == f"unknown key '{old}' (moved to {new})"
-
-
-def test_a_moved_key_in_a_preset_names_its_new_place(tmp_path):
-    preset = tmp_path / "flat.yaml"
-    preset.write_text("# the flat layout\nfinetune:\n  pretrained: null\n  warmup_epochs: 2\n")
-    with pytest.raises(ConfigError, match=r"flat\.yaml: unknown key 'finetune\.warmup_epochs' "
-                       r"\(moved to finetune\.optim\.warmup_epochs\)"):
-        load_config(str(preset))
 
 
 # a run folder's config.yaml as the flat layout wrote it (abridged): the optimiser's fields
