@@ -1,5 +1,6 @@
 """Label efficiency: CIFAR-10 top-1 against the fraction of labelled training images, for a
-ViT from scratch, from MAE pretraining on CIFAR-10, and from ImageNet-21k weights.
+ViT from scratch, from MAE pretraining on CIFAR-10, and from ImageNet-21k weights (and, with
+`--inits resnet18`, the CNN peer: a ResNet-18 from scratch).
 
 For each fraction in --fractions and each start in --inits, one `vitmae finetune` run (in
 this process, through `vitmae.cli.main`, so each is exactly the recorded command) with
@@ -11,8 +12,9 @@ this process, through `vitmae.cli.main`, so each is exactly the recorded command
 
 Starts and presets: scratch `--preset-scratch` (cifar10), mae `--preset-mae` (cifar10) with
 finetune.pretrained=--mae, imagenet21k `--preset-imagenet` (cifar10_vit_tiny) with
-finetune.pretrained=--weights. Overrides after the options apply to every run, or with an
-`INIT:` prefix to one start (`imagenet21k:run.shards=1`).
+finetune.pretrained=--weights, resnet18 `--preset-cnn` (cifar10_resnet18). Overrides after
+the options apply to every run, or with an `INIT:` prefix to one start
+(`imagenet21k:run.shards=1`).
 
 Budget: every run gets about --steps optimizer steps, whatever its fraction: the epoch count
 is round(steps / steps per epoch) (at least 1), the warmup keeps the preset's share of the
@@ -25,9 +27,11 @@ plus nine evaluations of the 10,000 test images: a few hours on 2 CPU cores.
 
 Writes the table as JSON (`<out>/label_efficiency.json`), one line per run with its command
 to `results/label_efficiency.jsonl`, and the picture `docs/label_efficiency.png` (top-1
-against the fraction, log x axis, one line per start). `--smoke`: micro models on the
-built-in digits data, 2 steps per run, a 1-step MAE run made here when --mae / --weights are
-not given, everything under --out (a check that the study runs, not a result).
+against the fraction, log x axis, one line per start) from every run in that results file
+(the latest of each start and fraction), so that a study run in parts makes one picture.
+`--smoke`: micro models on the built-in digits data, 2 steps per run, a 1-step MAE run made
+here when --mae / --weights are not given, everything under --out (a check that the study
+runs, not a result).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from pathlib import Path
 from common import shareable
 
 ROOT = Path(__file__).resolve().parents[1]
-INITS = ("scratch", "mae", "imagenet21k")
+INITS = ("scratch", "mae", "imagenet21k")  # the default grid's starts
+CNN = "resnet18"  # the CNN peer from scratch, on request
 # --smoke: every run on the digits data with the micro ViT, a few images, no worker processes
 SMOKE = ["data.dataset=digits", "data.img_size=16", "data.subset=64", "data.num_workers=0",
          "model.arch=vit_micro_patch4", "run.shards=1", "run.log_interval=1"]
@@ -58,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--preset-scratch", default="cifar10")
     ap.add_argument("--preset-mae", default="cifar10")
     ap.add_argument("--preset-imagenet", default="cifar10_vit_tiny")
+    ap.add_argument("--preset-cnn", default="cifar10_resnet18")
     ap.add_argument("--steps", type=int, default=500, help="optimizer steps per run")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "label_efficiency",
                     help="folder of the runs and the JSON table")
@@ -68,9 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.fractions = [float(f) for f in args.fractions.split(",")]
     args.inits = args.inits.split(",")
-    unknown = set(args.inits) - set(INITS)
+    unknown = set(args.inits) - {*INITS, CNN}
     if unknown:
-        ap.error(f"--inits: unknown {sorted(unknown)} (known: {', '.join(INITS)})")
+        ap.error(f"--inits: unknown {sorted(unknown)} (known: {', '.join([*INITS, CNN])})")
     if args.smoke:
         args.steps = 2
         args.results, args.figure = args.out / "label_efficiency.jsonl", args.out / "plot.png"
@@ -101,11 +107,12 @@ def smoke_mae(out: Path) -> str:
 def base_args(init: str, args: argparse.Namespace) -> tuple[str, list[str]]:
     """(preset, overrides) of one start, before the fraction and the schedule."""
     preset = {"scratch": args.preset_scratch, "mae": args.preset_mae,
-              "imagenet21k": args.preset_imagenet}[init]
-    weights = {"scratch": None, "mae": args.mae, "imagenet21k": args.weights}[init]
-    if init != "scratch" and weights is None:
+              "imagenet21k": args.preset_imagenet, CNN: args.preset_cnn}[init]
+    weights = {"mae": args.mae, "imagenet21k": args.weights}.get(init)
+    if init in ("mae", "imagenet21k") and weights is None:
         raise SystemExit(f"--inits {init}: needs --{'mae' if init == 'mae' else 'weights'}")
-    over = [*SMOKE] if args.smoke else []
+    # --smoke: the CNN keeps its own architecture (ResNet-18 is small enough at 16 px)
+    over = [o for o in SMOKE if init != CNN or not o.startswith("model.")] if args.smoke else []
     over.append(f"finetune.pretrained={weights}" if weights else "finetune.pretrained=null")
     for text in args.overrides:
         scope, _, rest = text.partition(":") if ":" in text.split("=")[0] else ("", "", text)
@@ -136,6 +143,15 @@ def final_top1(run: Path) -> float | None:
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in records if r.get("split") == "val"]
     return val[-1]["top1"] if val else None
+
+
+def latest(results: Path) -> list[dict]:
+    """The results file's runs, the last one of each start and fraction, in first-run order."""
+    cells: dict[tuple, dict] = {}
+    for line in results.read_text().splitlines():
+        row = json.loads(line)
+        cells[row["init"], row["fraction"]] = row
+    return list(cells.values())
 
 
 def draw(table: list[dict], path: Path) -> None:
@@ -192,7 +208,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if rc:
                 print(text[-2000:], file=sys.stderr)
     (args.out / "label_efficiency.json").write_text(json.dumps(table, indent=1))
-    draw(table, args.figure)
+    draw(latest(args.results), args.figure)
     print(f"wrote {args.out / 'label_efficiency.json'} and {args.figure}")
     return table
 

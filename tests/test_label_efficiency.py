@@ -47,3 +47,24 @@ def test_every_fraction_gets_about_the_same_number_of_steps(study):
         assert abs(o.epochs * per_epoch - 12) <= per_epoch / 2
         assert cfg.run.eval_interval == o.epochs  # the last epoch only
         assert o.warmup_epochs == pytest.approx(o.epochs / 10)  # 1 of 10
+
+
+def test_the_cnn_start_runs_its_own_preset_and_the_picture_keeps_earlier_runs(study, tmp_path):
+    results = tmp_path / "label_efficiency.jsonl"
+    earlier = {"init": "scratch", "fraction": 0.5, "top1": 0.25, "rc": 0, "run": "r"}
+    results.write_text(json.dumps({**earlier, "top1": 0.1}) + "\n" + json.dumps(earlier) + "\n")
+    table = study.main(["--smoke", "--out", str(tmp_path), "--inits", study.CNN,
+                        "--fractions", "1.0"])
+    assert [(r["init"], r["rc"]) for r in table] == [(study.CNN, 0)]
+    command = json.loads(results.read_text().splitlines()[-1])["command"]
+    assert command[2:4] == ["-c", "cifar10_resnet18"]
+    assert not any(c.startswith("model.arch=") for c in command)  # the smoke keeps ResNet-18
+    # the picture is drawn from every start in the results file, the last run of each cell
+    assert [(r["init"], r["top1"]) for r in study.latest(results)] == [
+        ("scratch", 0.25), (study.CNN, table[0]["top1"])]
+
+
+def test_an_unknown_start_is_refused_with_the_known_ones(study, capsys):
+    with pytest.raises(SystemExit):
+        study.parse_args(["--inits", "scratch,vgg"])
+    assert "unknown ['vgg'] (known: scratch, mae, imagenet21k, resnet18)" in capsys.readouterr().err

@@ -48,7 +48,12 @@ def test_the_study_table_has_a_cell_per_start_and_fraction():
                                ("mae", 1.0, 0.625))]
     lines = results_table.render_study(records).splitlines()
     assert lines[0] == "| start | 1% labels | 100% labels |"
-    assert lines[2] == "| scratch | **25.00%** (2 min) | **50.00%** (2 min) |"
-    assert lines[3] == "| mae | - | **62.50%** (2 min) |"
+    assert lines[2] == "| scratch (`cifar10`) | **25.00%** (2 min) | **50.00%** (2 min) |"
+    assert lines[3] == "| mae (`cifar10`) | - | **62.50%** (2 min) |"
     assert lines[-1] == "cpu2, 2026-12-04, 6 min in all: `python study.py`"
+    # a start with another preset (the CNN from scratch) is a row of its own, its command added
+    cnn = {**records[1], "preset": "cifar10_resnet18", "command": "python study.py --cnn"}
+    lines = results_table.render_study([*records, cnn]).splitlines()
+    assert lines[4] == "| scratch (`cifar10_resnet18`) | - | **50.00%** (2 min) |"
+    assert lines[-1].endswith("8 min in all: `python study.py`<br>`python study.py --cnn`")
     assert "scratch" not in results_table.render(records)  # not in the presets' table

@@ -54,18 +54,18 @@ def render_study(records: list[dict]) -> str:
     if not study:
         return ""
     fractions = sorted({r["labels_fraction"] for r in study})
-    cells = {(r["init"], r["labels_fraction"]): r for r in study}
+    cells = {(r["init"], r["preset"], r["labels_fraction"]): r for r in study}
     lines = ["| start | " + " | ".join(f"{f:.0%} labels" for f in fractions) + " |",
              "| --- |" + " --- |" * len(fractions)]
-    for init in dict.fromkeys(r["init"] for r in study):
-        row = [cells.get((init, f)) for f in fractions]
-        lines.append(f"| {init} | " + " | ".join(
+    for init, preset in dict.fromkeys((r["init"], r["preset"]) for r in study):
+        row = [cells.get((init, preset, f)) for f in fractions]
+        lines.append(f"| {init} (`{preset}`) | " + " | ".join(
             "-" if r is None else f"**{_num('top1', r['value'])}** ({r['minutes']:.0f} min)"
             for r in row) + " |")
     first = study[0]
     minutes = sum(r["minutes"] for r in study)
-    lines.append(f"\n{first['machine']}, {first['date']}, {minutes:.0f} min in all: "
-                 f"`{first['command']}`")
+    commands = "<br>".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in study))
+    lines.append(f"\n{first['machine']}, {first['date']}, {minutes:.0f} min in all: {commands}")
     return "\n".join(lines)
 
 
