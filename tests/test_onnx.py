@@ -153,3 +153,12 @@ def test_other_formats_go_to_the_weights_exporter(monkeypatch, tmp_path):
     assert lines == [f"wrote {tmp_path / 'w.safetensors'}"]
     rc, _, err = cli(["export", tmp_path / "run", "--to", "hf", tmp_path / "x", "--int8"])
     assert rc == 2 and "--int8" in err
+
+
+def test_fp32_linear_layers_export_as_gemm_and_int8_keeps_them_quantisable(tmp_path):
+    model = micro_model("classify", 10)  # 2 blocks: proj, fc1, fc2 each, and the head
+    fp32 = op_types(export_model(model, tmp_path / "fp32.onnx", log=lambda _: None))
+    assert fp32.count("Gemm") == 2 * 3 + 1 and fp32.count("MatMul") == 1  # the patch embedding
+    # onnxruntime's dynamic quantisation takes MatMul, not Gemm: int8 files keep MatMul
+    int8 = op_types(export_model(model, tmp_path / "int8.onnx", int8=True, log=lambda _: None))
+    assert "Gemm" not in int8 and int8.count("MatMulInteger") == 2 * 3  # proj, fc1, fc2

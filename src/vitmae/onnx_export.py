@@ -80,7 +80,7 @@ def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
     dummy = torch.zeros(2, pre.in_chans, pre.img_size, pre.img_size)  # (B, C, S, S)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        fused = nullcontext(0) if portable else ort_attention(model.module)
+        fused = nullcontext(0) if portable else ort_attention(model.module, gemm=not int8)
         with warnings.catch_warnings(), fused:  # the exporter's notes on tracing, deprecation
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
