@@ -10,7 +10,9 @@ contenders are timed in turn, round after round (`common.interleave`), and the f
 medians with per-round ratios against timm. First it checks that the five agree: the fp32
 ones to 1e-3 in the logits; int8's top-1 agreement with timm is recorded, on 64 real photos
 (PASCAL VOC `val_available`, through the weights' evaluation transform) when the data is
-there, else on 8 noise images. `--smoke` runs a 2-block 32 px
+there, else on 8 noise images. `--matmul` adds a sixth contender, the fp32 export with the
+blocks' linear layers as MatMul + Add on (B, N, D) instead of one Gemm on rows (what the
+export wrote before), to measure that choice in the same run. `--smoke` runs a 2-block 32 px
 model at batch 1 and 2 for one round, to check that the script works (nothing recorded).
 
     PYTHONPATH=src python benchmarks/inference_runtimes.py [--rounds 5] [--threads 2]
@@ -75,8 +77,10 @@ def ort_session(path: Path, threads: int):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def contenders(shape: dict, weights: Path | None, tmp: Path, threads: int) -> dict:
-    """name -> f(x (B, 3, S, S)) -> (B, K) logits, all with the same weights."""
+def contenders(shape: dict, weights: Path | None, tmp: Path, threads: int,
+               matmul: bool = False) -> dict:
+    """name -> f(x (B, 3, S, S)) -> (B, K) logits, all with the same weights; `matmul` adds
+    the fp32 export without Gemm rows."""
     ref = timm_model(shape, weights)
     state = {k: v.contiguous() for k, v in ref.state_dict().items()}
     path = tmp / "vit.safetensors"
@@ -90,8 +94,12 @@ def contenders(shape: dict, weights: Path | None, tmp: Path, threads: int) -> di
     def session(s):
         return lambda x: torch.from_numpy(s.run(None, {"pixel_values": x.numpy()})[0])
 
-    return {"vitmae": vitmae.module, "ort_fp32": session(fp32), "ort_int8": session(int8),
-            "timm": ref, "hf": lambda x: hf(pixel_values=x).logits}
+    models = {"vitmae": vitmae.module, "ort_fp32": session(fp32), "ort_int8": session(int8),
+              "timm": ref, "hf": lambda x: hf(pixel_values=x).logits}
+    if matmul:
+        path = export_model(vitmae, tmp / "fp32_matmul.onnx", gemm=False, **quiet)
+        models["ort_fp32_matmul"] = session(ort_session(path, threads))
+    return models
 
 
 def check_agreement(models: dict, x: torch.Tensor) -> dict:
@@ -134,6 +142,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images", type=int, default=16, help="images per timed call at batch 1")
     ap.add_argument("--weights", help=f"timm ViT-Tiny/16 file (default: $VITMAE_DATA/{VIT_TINY})")
+    ap.add_argument("--matmul", action="store_true",
+                    help="also time the fp32 export with MatMul + Add instead of Gemm")
     ap.add_argument("--smoke", action="store_true", help="a tiny model, one round, no record")
     args = ap.parse_args()
     use_passive_omp()
@@ -146,7 +156,7 @@ def main() -> None:
     result: dict = {"bench": "inference_runtimes", "weights": weights.name if weights else "random",
                     "img_size": shape["img_size"], "threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
-        models = contenders(shape, weights, Path(tmp), args.threads)
+        models = contenders(shape, weights, Path(tmp), args.threads, args.matmul)
         S = shape["img_size"]
         photos = voc_photos(data, weights, 64) if weights else None
         result["agreement_images"] = "voc_val_64" if photos is not None else "noise_8"

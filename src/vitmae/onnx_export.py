@@ -62,11 +62,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, int8: bool = False,
 
 
 def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
-                 log=print, portable: bool = False) -> Path:
+                 log=print, portable: bool = False, gemm: bool = True) -> Path:
     """Export an opened model to `out` (.onnx), its metadata included; with `int8`, the
     matrix multiplications by weights are quantised except those `vitmae.int8` keeps in
     fp32. Attention is onnxruntime's fused node (`vitmae.onnx_attention`) unless
-    `portable`, which keeps to the standard operators."""
+    `portable`, which keeps to the standard operators; in fp32, the blocks' linear layers
+    are Gemm nodes on rows unless `gemm` is False (MatMul + Add, for comparison)."""
     import onnx  # an optional dependency: pip install 'vitmae[onnx]'
 
     if model.module is None:
@@ -80,7 +81,7 @@ def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
     dummy = torch.zeros(2, pre.in_chans, pre.img_size, pre.img_size)  # (B, C, S, S)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        fused = nullcontext(0) if portable else ort_attention(model.module, gemm=not int8)
+        fused = nullcontext(0) if portable else ort_attention(model.module, gemm=gemm and not int8)
         with warnings.catch_warnings(), fused:  # the exporter's notes on tracing, deprecation
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
