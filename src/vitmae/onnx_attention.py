@@ -82,8 +82,8 @@ def ort_attention(module: torch.nn.Module, gemm: bool = False) -> Iterator[int]:
     switched = [m for m in module.modules() if isinstance(m, Attention)]
     for m in switched:
         traced = m.forward
-        m.forward = lambda x, rope=None, m=m, traced=traced: _fused_forward(m, traced, gemm, x,
-                                                                            rope)
+        m.forward = (lambda x, rope=None, m=m, traced=traced:
+                     _fused_forward(m, traced, gemm, x, rope))
     mlps = [m for m in module.modules() if isinstance(m, Mlp)] if gemm else []
     for m in mlps:
         m.forward = lambda x, m=m: _mlp_forward(m, x)
