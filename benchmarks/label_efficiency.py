@@ -108,8 +108,9 @@ def base_args(init: str, args: argparse.Namespace) -> tuple[str, list[str]]:
     """(preset, overrides) of one start, before the fraction and the schedule."""
     preset = {"scratch": args.preset_scratch, "mae": args.preset_mae,
               "imagenet21k": args.preset_imagenet, CNN: args.preset_cnn}[init]
-    weights = {"mae": args.mae, "imagenet21k": args.weights}.get(init)
-    if init in ("mae", "imagenet21k") and weights is None:
+    pretrained = {"mae": args.mae, "imagenet21k": args.weights}  # the starts that need weights
+    weights = pretrained.get(init)
+    if init in pretrained and weights is None:
         raise SystemExit(f"--inits {init}: needs --{'mae' if init == 'mae' else 'weights'}")
     # --smoke: the CNN keeps its own architecture (ResNet-18 is small enough at 16 px)
     over = [o for o in SMOKE if init != CNN or not o.startswith("model.")] if args.smoke else []
