@@ -1,6 +1,7 @@
 """Label efficiency: CIFAR-10 top-1 against the fraction of labelled training images, for a
-ViT from scratch, from MAE pretraining on CIFAR-10, and from ImageNet-21k weights (and, with
-`--inits resnet18`, the CNN peer: a ResNet-18 from scratch).
+ViT from scratch, from MAE pretraining on CIFAR-10, and from ImageNet-21k weights (and, on
+request: `--inits imagenet21k+mae`, the ImageNet weights after MAE on CIFAR-10, the founding
+workflow; `--inits resnet18`, the CNN peer, a ResNet-18 from scratch).
 
 For each fraction in --fractions and each start in --inits, one `vitmae finetune` run (in
 this process, through `vitmae.cli.main`, so each is exactly the recorded command) with
@@ -12,7 +13,9 @@ this process, through `vitmae.cli.main`, so each is exactly the recorded command
 
 Starts and presets: scratch `--preset-scratch` (cifar10), mae `--preset-mae` (cifar10) with
 finetune.pretrained=--mae, imagenet21k `--preset-imagenet` (cifar10_vit_tiny) with
-finetune.pretrained=--weights, resnet18 `--preset-cnn` (cifar10_resnet18). Overrides after
+finetune.pretrained=--weights, imagenet21k+mae `--preset-imagenet` with
+finetune.pretrained=--imagenet-mae (a `vitmae pretrain -c cifar10_vit_tiny pretrain.init=FILE`
+run), resnet18 `--preset-cnn` (cifar10_resnet18). Overrides after
 the options apply to every run, or with an `INIT:` prefix to one start
 (`imagenet21k:run.shards=1`).
 
@@ -30,8 +33,8 @@ to `results/label_efficiency.jsonl`, and the picture `docs/label_efficiency.png`
 against the fraction, log x axis, one line per start) from every run in that results file
 (the latest of each start and fraction), so that a study run in parts makes one picture.
 `--smoke`: micro models on the built-in digits data, 2 steps per run, a 1-step MAE run made
-here when --mae / --weights are not given, everything under --out (a check that the study
-runs, not a result).
+here standing for --mae / --weights / --imagenet-mae when they are not given, everything
+under --out (a check that the study runs, not a result).
 """
 
 from __future__ import annotations
@@ -48,7 +51,10 @@ from common import shareable
 
 ROOT = Path(__file__).resolve().parents[1]
 INITS = ("scratch", "mae", "imagenet21k")  # the default grid's starts
-CNN = "resnet18"  # the CNN peer from scratch, on request
+CNN = "resnet18"  # the CNN peer from scratch
+ON_REQUEST = ("imagenet21k+mae", CNN)  # starts outside the default grid
+# the starts that need weights, and the option that gives them
+WEIGHTS = {"mae": "mae", "imagenet21k": "weights", "imagenet21k+mae": "imagenet_mae"}
 # --smoke: every run on the digits data with the micro ViT, a few images, no worker processes
 SMOKE = ["data.dataset=digits", "data.img_size=16", "data.subset=64", "data.num_workers=0",
          "model.arch=vit_micro_patch4", "run.shards=1", "run.log_interval=1"]
@@ -60,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--inits", default=",".join(INITS))
     ap.add_argument("--mae", metavar="RUN", help="MAE pretraining run (init mae)")
     ap.add_argument("--weights", metavar="FILE", help="ImageNet-21k weights (init imagenet21k)")
+    ap.add_argument("--imagenet-mae", metavar="RUN",
+                    help="MAE pretraining run from the ImageNet-21k weights (init imagenet21k+mae)")
     ap.add_argument("--preset-scratch", default="cifar10")
     ap.add_argument("--preset-mae", default="cifar10")
     ap.add_argument("--preset-imagenet", default="cifar10_vit_tiny")
@@ -74,9 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.fractions = [float(f) for f in args.fractions.split(",")]
     args.inits = args.inits.split(",")
-    unknown = set(args.inits) - {*INITS, CNN}
+    unknown = set(args.inits) - {*INITS, *ON_REQUEST}
     if unknown:
-        ap.error(f"--inits: unknown {sorted(unknown)} (known: {', '.join([*INITS, CNN])})")
+        ap.error(f"--inits: unknown {sorted(unknown)} (known: {', '.join([*INITS, *ON_REQUEST])})")
     if args.smoke:
         args.steps = 2
         args.results, args.figure = args.out / "label_efficiency.jsonl", args.out / "plot.png"
@@ -107,11 +115,11 @@ def smoke_mae(out: Path) -> str:
 def base_args(init: str, args: argparse.Namespace) -> tuple[str, list[str]]:
     """(preset, overrides) of one start, before the fraction and the schedule."""
     preset = {"scratch": args.preset_scratch, "mae": args.preset_mae,
-              "imagenet21k": args.preset_imagenet, CNN: args.preset_cnn}[init]
-    pretrained = {"mae": args.mae, "imagenet21k": args.weights}  # the starts that need weights
-    weights = pretrained.get(init)
-    if init in pretrained and weights is None:
-        raise SystemExit(f"--inits {init}: needs --{'mae' if init == 'mae' else 'weights'}")
+              "imagenet21k": args.preset_imagenet, "imagenet21k+mae": args.preset_imagenet,
+              CNN: args.preset_cnn}[init]
+    weights = getattr(args, WEIGHTS[init]) if init in WEIGHTS else None
+    if init in WEIGHTS and weights is None:
+        raise SystemExit(f"--inits {init}: needs --{WEIGHTS[init].replace('_', '-')}")
     # --smoke: the CNN keeps its own architecture (ResNet-18 is small enough at 16 px)
     over = [o for o in SMOKE if init != CNN or not o.startswith("model.")] if args.smoke else []
     over.append(f"finetune.pretrained={weights}" if weights else "finetune.pretrained=null")
@@ -185,6 +193,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.smoke:
         args.mae = args.mae or smoke_mae(args.out)
         args.weights = args.weights or args.mae
+        args.imagenet_mae = args.imagenet_mae or args.mae
     table = []
     for init in args.inits:
         preset, over = base_args(init, args)

@@ -67,4 +67,20 @@ def test_the_cnn_start_runs_its_own_preset_and_the_picture_keeps_earlier_runs(st
 def test_an_unknown_start_is_refused_with_the_known_ones(study, capsys):
     with pytest.raises(SystemExit):
         study.parse_args(["--inits", "scratch,vgg"])
-    assert "unknown ['vgg'] (known: scratch, mae, imagenet21k, resnet18)" in capsys.readouterr().err
+    known = "scratch, mae, imagenet21k, imagenet21k+mae, resnet18"
+    assert f"unknown ['vgg'] (known: {known})" in capsys.readouterr().err
+
+
+def test_the_imagenet_mae_start_fine_tunes_its_run_with_the_imagenet_preset(study, tmp_path):
+    mae = study.smoke_mae(tmp_path / "runs")  # stands for an MAE run from the ImageNet weights
+    table = study.main(["--smoke", "--out", str(tmp_path), "--inits", "imagenet21k+mae",
+                        "--imagenet-mae", mae, "--weights", "unused", "--fractions", "1.0"])
+    assert [(r["init"], r["rc"]) for r in table] == [("imagenet21k+mae", 0)]
+    command = json.loads((tmp_path / "label_efficiency.jsonl").read_text())["command"]
+    assert command[2:4] == ["-c", "cifar10_vit_tiny"]
+    assert f"finetune.pretrained={mae}" in command
+
+
+def test_a_start_without_its_weights_names_the_missing_option(study, tmp_path):
+    with pytest.raises(SystemExit, match="--inits imagenet21k\\+mae: needs --imagenet-mae"):
+        study.main(["--out", str(tmp_path), "--inits", "imagenet21k+mae", "--weights", "w"])
