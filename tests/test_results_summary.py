@@ -56,4 +56,8 @@ def test_the_study_table_has_a_cell_per_start_and_fraction():
     lines = results_table.render_study([*records, cnn]).splitlines()
     assert lines[4] == "| scratch (`cifar10_resnet18`) | - | **50.00%** (2 min) |"
     assert lines[-1].endswith("8 min in all: `python study.py`<br>`python study.py --cnn`")
+    # a start made by two commands (MAE, then the study) lists each once, the shared one once
+    two = {**records[2], "init": "imagenet21k+mae", "command": "vitmae pretrain; python study.py"}
+    lines = results_table.render_study([*records, two]).splitlines()
+    assert lines[-1].endswith("in all: `python study.py`<br>`vitmae pretrain`")
     assert "scratch" not in results_table.render(records)  # not in the presets' table

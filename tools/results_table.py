@@ -64,7 +64,8 @@ def render_study(records: list[dict]) -> str:
             for r in row) + " |")
     first = study[0]
     minutes = sum(r["minutes"] for r in study)
-    commands = "<br>".join(f"`{c}`" for c in dict.fromkeys(r["command"] for r in study))
+    commands = "<br>".join(f"`{c}`" for c in dict.fromkeys(
+        part.strip() for r in study for part in r["command"].split(";")))
     lines.append(f"\n{first['machine']}, {first['date']}, {minutes:.0f} min in all: {commands}")
     return "\n".join(lines)
 
