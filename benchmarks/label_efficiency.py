@@ -170,7 +170,7 @@ def draw(table: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
     for init in dict.fromkeys(r["init"] for r in table):
         rows = sorted((r["fraction"], r["top1"]) for r in table
                       if r["init"] == init and r["top1"] is not None)
@@ -180,7 +180,7 @@ def draw(table: list[dict], path: Path) -> None:
     ax.set_xlabel("labelled fraction of the training images")
     ax.set_ylabel("top-1")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))  # outside: no point hidden
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
