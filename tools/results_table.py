@@ -30,6 +30,12 @@ def _num(metric: str, value: float | None) -> str:
     return f"{100 * value:.2f}%" if percent else f"{value:.3f}"
 
 
+def _commands(texts) -> str:
+    """Each command of `texts` (one or more per text, split at ";") once, as code, one per line."""
+    parts = dict.fromkeys(c.strip() for text in texts for c in text.split(";"))
+    return "<br>".join(f"`{c}`" for c in parts)
+
+
 def rows(path: Path = SUMMARY) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -38,7 +44,7 @@ def render(records: list[dict]) -> str:
     lines = [HEADER]
     for r in (r for r in records if "study" not in r):
         time = f"{r['minutes']:.0f} min" if r["minutes"] is not None else "-"
-        commands = "<br>".join(f"`{c.strip()}`" for c in r["command"].split(";"))
+        commands = _commands([r["command"]])
         lines.append(
             f"| `{r['preset']}` | {r['dataset']} | {r['init']} | {r['metric']} | "
             f"**{_num(r['metric'], r['value'])}** | {_num(r['metric'], r['baseline'])} | "
@@ -64,8 +70,7 @@ def render_study(records: list[dict]) -> str:
             for r in row) + " |")
     first = study[0]
     minutes = sum(r["minutes"] for r in study)
-    commands = "<br>".join(f"`{c}`" for c in dict.fromkeys(
-        part.strip() for r in study for part in r["command"].split(";")))
+    commands = _commands(r["command"] for r in study)
     lines.append(f"\n{first['machine']}, {first['date']}, {minutes:.0f} min in all: {commands}")
     return "\n".join(lines)
 
