@@ -105,6 +105,10 @@ def _check_model(cfg: Config) -> None:
          "'unet' takes its skips from the convolutional stem: needs model.stem=conv")
     need(m.stem_width >= 1, "model.stem_width", f"must be >= 1, got {m.stem_width}")
     need(0.0 <= m.drop_path < 1.0, "model.drop_path", f"must be in [0, 1), got {m.drop_path}")
+    need(0.0 <= m.patch_drop < 1.0, "model.patch_drop", f"must be in [0, 1), got {m.patch_drop}")
+    need(m.patch_drop == 0.0 or cfg.task in ("classify", "multilabel"), "model.patch_drop",
+         f"drops tokens of a pooled classifier; a {cfg.task} head needs every token, got "
+         f"{m.patch_drop}")
     if m.arch == FROM_WEIGHTS and any(getattr(m, k) is None for k in SIZE_KEYS):
         # the sizes come from the pretrained file, read (and checked again) by the runner
         need(bool(cfg.finetune.pretrained or cfg.pretrain.init), "model.arch",
@@ -151,6 +155,7 @@ def _check_cnn(cfg: Config) -> None:
          f"MAE pretraining needs a ViT; {arch} trains from scratch")
     for key in SIZE_KEYS:
         need(getattr(m, key) is None, f"model.{key}", f"a ViT size; {arch} has none")
+    need(m.patch_drop == 0.0, "model.patch_drop", f"drops a ViT's patch tokens; {arch} has none")
     # BatchNorm updates its running statistics in place: shards on threads would race
     need(cfg.run.shards == 1, "run.shards",
          f"{arch} has BatchNorm layers, whose running statistics one step on several threads "

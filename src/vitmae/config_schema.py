@@ -31,6 +31,10 @@ class ModelConfig:
     depth: int | None = None
     num_heads: int | None = None
     drop_path: float = 0.1  # stochastic depth for fine-tuning (MAE: 0.1 for ViT-B)
+    # fine-tuning a classifier: this fraction of each training image's patch tokens dropped
+    # at random before the blocks (PatchDropout, Liu et al. 2023), a cheaper step at high
+    # resolution; evaluation and prediction see every token
+    patch_drop: float = 0.0
     global_pool: Literal["avg", "token"] = "avg"  # "avg": MAE's fine-tuning default
     # Layout options that public weights may differ in (timm / HuggingFace names); an
     # imported file sets them with model.arch=from_weights.

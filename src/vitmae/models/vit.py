@@ -171,7 +171,8 @@ class VisionTransformer(nn.Module):
                  num_heads: int = 12, mlp_ratio: float = 4.0, drop_path: float = 0.0,
                  global_pool: str = "avg", rope: bool = False, qkv_bias: bool = True,
                  norm_eps: float = 1e-6, class_token: bool = True, pos_embed: str = "sincos",
-                 fc_norm: bool = False, stem: str = "patch", stem_width: int = 32):
+                 fc_norm: bool = False, stem: str = "patch", stem_width: int = 32,
+                 patch_drop: float = 0.0):
         super().__init__()
         if stem not in ("patch", "conv"):
             raise ConfigError(f"stem: expected 'patch' or 'conv', got {stem!r}")
@@ -183,6 +184,7 @@ class VisionTransformer(nn.Module):
             raise ConfigError("rope: the rotary table has a class-token row; needs a class token")
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
         self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
+        self.patch_drop = patch_drop
         self.num_prefix_tokens = int(class_token)
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim) \
             if stem == "patch" else ConvStem(_pair(img_size), patch_size, in_chans, embed_dim,
@@ -296,8 +298,20 @@ class VisionTransformer(nn.Module):
         return self.head(self.pool(x))
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """x: (B, C, H, W) -> (B, K) logits; `generator` draws the drop-path masks."""
-        return self.forward_head(self.forward_features(x, generator=generator))
+        """x: (B, C, H, W) -> (B, K) logits; `generator` draws the drop-path masks and, in
+        training with patch_drop > 0, which patch tokens each image keeps."""
+        ids_keep = self.kept_patches(x, generator) if self.training and self.patch_drop else None
+        return self.forward_head(self.forward_features(x, ids_keep, generator))
+
+    def kept_patches(self, x: torch.Tensor, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+        """x: (B, C, H, W) -> ids_keep (B, L_keep): a uniform random subset of the L patches
+        per image, L_keep = round(L * (1 - patch_drop)), at least 1 (PatchDropout)."""
+        B, L = x.shape[0], self.patch_embed.num_patches
+        L_keep = max(1, round(L * (1 - self.patch_drop)))
+        device = generator.device if generator is not None else x.device
+        noise = torch.rand(B, L, generator=generator, device=device).to(x.device)  # (B, L)
+        return noise.argsort(dim=1)[:, :L_keep]  # (B, L_keep)
 
 
 def layer_id(name: str, depth: int) -> int:
@@ -319,4 +333,4 @@ def build_vit(model_cfg, img_size, in_chans: int, num_classes: int = 0,
         drop_path=m.drop_path if drop_path is None else drop_path, global_pool=m.global_pool,
         rope=m.rope, mlp_ratio=m.mlp_ratio, qkv_bias=m.qkv_bias, norm_eps=m.norm_eps,
         class_token=m.class_token, pos_embed=m.pos_embed, fc_norm=m.fc_norm, stem=m.stem,
-        stem_width=m.stem_width, **arch)
+        stem_width=m.stem_width, patch_drop=m.patch_drop, **arch)
