@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vitmae.config import ConfigError, load_config
+from vitmae.models.masking import kept_ids, random_masking
 from vitmae.runner import run_finetune
 
 
@@ -53,6 +54,18 @@ def test_draws_follow_the_generator(micro_vit):
     a, b, c = (model(x, generator=torch.Generator().manual_seed(s)) for s in (1, 1, 2))
     torch.testing.assert_close(a, b)
     assert not torch.allclose(a, c, atol=1e-2)
+
+
+def test_patch_drop_draws_the_permutation_mae_masks_with():
+    """One seeded draw serves both: PatchDropout keeps the ids MAE keeps at the same ratio;
+    only the count's rounding differs (PatchDropout rounds and keeps at least one)."""
+    for seed in range(3):
+        ids = kept_ids(4, 16, 0.5, generator=torch.Generator().manual_seed(seed))  # (4, 8)
+        mae_ids, _, _ = random_masking(4, 16, 0.5, generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(ids, mae_ids)
+    assert kept_ids(2, 3, 0.9).shape == (2, 1)
+    assert random_masking(2, 3, 0.9)[0].shape == (2, 0)
+    assert kept_ids(2, 10, 0.25).shape == (2, 8) and random_masking(2, 10, 0.25)[0].shape == (2, 7)
 
 
 def test_evaluation_equals_the_model_without_patch_drop(micro_vit):

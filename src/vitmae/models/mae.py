@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitmae.errors import ConfigError
+from vitmae.models.masking import random_masking
 from vitmae.models.pos_embed import sincos_2d
 from vitmae.models.vit import Block, VisionTransformer, build_vit, init_weights
 
@@ -52,27 +53,6 @@ def normalize_patches(target: torch.Tensor, eps: float = 1.0e-6) -> torch.Tensor
     c = (n - 1) / n
     scale = target.new_full((n,), c ** 0.5)  # (n,)
     return F.layer_norm(target, (n,), weight=scale, eps=c * eps)
-
-
-def random_masking(B: int, L: int, mask_ratio: float, device=None,
-                   generator: torch.Generator | None = None,
-                   noise: torch.Tensor | None = None):
-    """Per-sample random masking by sorting uniform noise (drawn here, or given as (B, L), as
-    HuggingFace's ViTMAE takes it, so that two implementations can mask alike).
-
-    -> ids_keep (B, L_keep), mask (B, L) with 1 = removed, ids_restore (B, L).
-    """
-    L_keep = int(L * (1 - mask_ratio))
-    if noise is None:
-        gen_device = generator.device if generator is not None else device
-        noise = torch.rand(B, L, generator=generator, device=gen_device).to(device)  # (B, L)
-    ids_shuffle = noise.argsort(dim=1)  # ascending: small noise is kept
-    ids_restore = ids_shuffle.argsort(dim=1)  # inverse permutation
-    ids_keep = ids_shuffle[:, :L_keep]  # (B, L_keep)
-    mask = torch.ones(B, L, device=device)
-    mask[:, :L_keep] = 0  # in shuffled order: the first L_keep are kept
-    mask = mask.gather(1, ids_restore)  # (B, L) back in patch order
-    return ids_keep, mask, ids_restore
 
 
 class MaskedAutoencoder(nn.Module):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from vitmae.errors import ConfigError
 from vitmae.models.conv_stem import ConvStem
+from vitmae.models.masking import kept_ids
 from vitmae.models.pos_embed import sincos_2d
 from vitmae.models.rope import axial_rope, rotate, select
 from vitmae.variants import SIZE_KEYS, VARIANTS, resolve_sizes
@@ -307,11 +308,8 @@ class VisionTransformer(nn.Module):
                      ) -> torch.Tensor:
         """x: (B, C, H, W) -> ids_keep (B, L_keep): a uniform random subset of the L patches
         per image, L_keep = round(L * (1 - patch_drop)), at least 1 (PatchDropout)."""
-        B, L = x.shape[0], self.patch_embed.num_patches
-        L_keep = max(1, round(L * (1 - self.patch_drop)))
-        device = generator.device if generator is not None else x.device
-        noise = torch.rand(B, L, generator=generator, device=device).to(x.device)  # (B, L)
-        return noise.argsort(dim=1)[:, :L_keep]  # (B, L_keep)
+        return kept_ids(x.shape[0], self.patch_embed.num_patches, self.patch_drop, x.device,
+                        generator)  # (B, L_keep)
 
 
 def layer_id(name: str, depth: int) -> int:
