@@ -10,6 +10,7 @@ import torch
 from inference_runs import cli, folder_run, mae_run
 from PIL import Image
 
+from vitmae.embed import features
 from vitmae.image_files import list_images
 from vitmae.inference import open_model
 
@@ -69,3 +70,14 @@ def test_an_mae_run_embeds_with_its_encoder(tmp_path):
                       tmp_path / "f.npy"])
     assert rc == 0, err
     assert np.load(tmp_path / "f.npy").shape == (1, 32)
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_a_batchs_features_own_their_memory(run, pool):
+    """The class token is a view of the whole token map: the features of a batch must not keep
+    it alive (N images would hold N token maps until the .npy is written)."""
+    encoder = open_model(run).encoder
+    (h, w), p = encoder.patch_embed.grid_size, encoder.patch_size
+    for B in (1, 3):
+        f = features(encoder, torch.randn(B, encoder.in_chans, h * p, w * p), pool)  # (B, D)
+        assert f.untyped_storage().nbytes() == B * encoder.embed_dim * f.element_size()

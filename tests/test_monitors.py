@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import weakref
 
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from torch.utils.data import TensorDataset
 
 from vitmae.checkpoint import list_checkpoints
 from vitmae.config import ConfigError, load_config
-from vitmae.monitors import check_labelled, due, knn_classify, linear_probe
+from vitmae.monitors import check_labelled, due, extract_features, knn_classify, linear_probe
 from vitmae.runner import run_pretrain
 
 SMALL = ["model.arch=vit_micro_patch4", "data.subset=128", "data.batch_size=64",
@@ -138,3 +140,25 @@ def test_tensorboard_gets_every_number_and_picture_of_metrics_jsonl(runs):
 def test_bad_monitor_settings_name_their_key(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(None, ["pretrain.knn_every=0", override])
+
+
+def test_extracting_features_keeps_no_earlier_batch_of_tokens_alive(micro_vit):
+    """The pooled class token is a view of a (B, 1+L, D) token map: kept as it is, a pass over
+    N images would hold N token maps (a 224 px ViT-Tiny: 151 KB an image) until the end."""
+    encoder = micro_vit(img_size=16, num_classes=0, global_pool="token").eval()
+    pool, refs = encoder.pool, []
+
+    def spy(tokens):
+        alive = [i for i, r in enumerate(refs) if r() is not None]
+        assert not alive, f"the pooled views of batches {alive} are still referenced"
+        pooled = pool(tokens)  # (B, D), a view of tokens
+        assert pooled.untyped_storage().nbytes() == tokens.untyped_storage().nbytes()
+        refs.append(weakref.ref(pooled))
+        return pooled
+
+    encoder.pool = spy
+    data = TensorDataset(torch.randn(12, 1, 16, 16), torch.arange(12) % 3)
+    feats, labels = extract_features(encoder, data, 4, torch.device("cpu"))
+    assert feats.shape == (12, encoder.embed_dim) and len(refs) == 3
+    with torch.no_grad():
+        assert torch.allclose(feats, pool(encoder.forward_features(data.tensors[0])), atol=1e-6)

@@ -38,7 +38,8 @@ def features(encoder: VisionTransformer, x: torch.Tensor, pool: str) -> torch.Te
         pooled = tokens[:, 0]  # (B, D)
     else:
         pooled = tokens[:, encoder.num_prefix_tokens:].mean(dim=1)  # (B, D)
-    return pooled if encoder.fc_norm is None else encoder.fc_norm(pooled)
+    pooled = pooled if encoder.fc_norm is None else encoder.fc_norm(pooled)
+    return pooled.clone()  # (B, D) of its own: the class token is a view of all the tokens
 
 
 def run_embed(model: InferenceModel, paths: Sequence[Path], out: str | Path,

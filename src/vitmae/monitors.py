@@ -46,7 +46,8 @@ def extract_features(encoder, dataset, batch_size: int, device: torch.device,
     feats, labels = [], []
     for imgs, targets in DataLoader(dataset, batch_size, num_workers=num_workers):
         tokens = encoder.forward_features(imgs.to(device))  # (B, 1+L, D)
-        feats.append(encoder.pool(tokens).float().cpu())  # (B, D)
+        # a copy: the class token is a view that would keep all (B, 1+L, D) tokens alive
+        feats.append(encoder.pool(tokens).float().cpu().clone())  # (B, D)
         labels.append(torch.as_tensor(targets).long())  # (B,)
     return torch.cat(feats), torch.cat(labels)
 
