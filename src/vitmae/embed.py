@@ -21,7 +21,7 @@ from vitmae.image_files import image_batches
 from vitmae.inference import InferenceModel
 from vitmae.models.vit import VisionTransformer
 
-POOLS = ("cls", "mean")
+POOLS = {"cls": "token", "mean": "avg"}  # --pool -> VisionTransformer.pool's `how`
 
 
 def default_pool(encoder: VisionTransformer) -> str:
@@ -31,14 +31,9 @@ def default_pool(encoder: VisionTransformer) -> str:
 @torch.inference_mode()
 def features(encoder: VisionTransformer, x: torch.Tensor, pool: str) -> torch.Tensor:
     """x (B, C, S, S) -> (B, D): the class token or the mean of the patch tokens."""
-    tokens = encoder.forward_features(x)  # (B, P+L, D)
-    if pool == "cls":
-        if encoder.num_prefix_tokens == 0:
-            raise UsageError("--pool cls: this model has no class token; use --pool mean")
-        pooled = tokens[:, 0]  # (B, D)
-    else:
-        pooled = tokens[:, encoder.num_prefix_tokens:].mean(dim=1)  # (B, D)
-    pooled = pooled if encoder.fc_norm is None else encoder.fc_norm(pooled)
+    if pool == "cls" and encoder.num_prefix_tokens == 0:
+        raise UsageError("--pool cls: this model has no class token; use --pool mean")
+    pooled = encoder.pool(encoder.forward_features(x), POOLS[pool])  # (B, D)
     return pooled.clone()  # (B, D) of its own: the class token is a view of all the tokens
 
 

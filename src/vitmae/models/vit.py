@@ -287,10 +287,14 @@ class VisionTransformer(nn.Module):
                 outs[i] = self.norm(x) if i == depth - 1 else x
         return [outs[i % depth][:, self.num_prefix_tokens:] for i in indices]  # each (B, L, D)
 
-    def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, P+L, D) -> (B, D): mean of the patch tokens or the class token, then
-        `fc_norm` where the model has one."""
-        pooled = x[:, self.num_prefix_tokens:].mean(dim=1) if self.global_pool == "avg" \
+    def pool(self, x: torch.Tensor, how: str | None = None) -> torch.Tensor:
+        """x: (B, P+L, D) -> (B, D): mean of the patch tokens ("avg") or the class token
+        ("token"), as `how` says (default: the model's own `global_pool`), then `fc_norm`
+        where the model has one."""
+        how = how or self.global_pool
+        if how == "token" and self.num_prefix_tokens == 0:
+            raise ConfigError("pooling the class token: this model has none")
+        pooled = x[:, self.num_prefix_tokens:].mean(dim=1) if how == "avg" \
             else x[:, 0]  # (B, D)
         return pooled if self.fc_norm is None else self.fc_norm(pooled)
 
