@@ -72,7 +72,6 @@ def test_token_pooling_reads_the_class_token_only(micro_vit):
     torch.testing.assert_close(model.forward_head(feats), out)
 
 
-
 def test_pool_override_reads_the_other_tokens_and_needs_a_class_token(micro_vit):
     model = micro_vit(global_pool="token", num_classes=0).eval()
     feats = torch.randn(2, 5, 32)  # (B, 1+L, D)
@@ -81,6 +80,7 @@ def test_pool_override_reads_the_other_tokens_and_needs_a_class_token(micro_vit)
     no_cls = micro_vit(global_pool="avg", class_token=False, num_classes=0)
     with pytest.raises(ConfigError, match="class token"):
         no_cls.pool(torch.randn(2, 4, 32), "token")
+
 
 def test_micro_classifier_overfits_one_batch(micro_vit):
     g = torch.Generator().manual_seed(0)
