@@ -106,8 +106,8 @@ def sharded_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
                  loss: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
                  batch: list[torch.Tensor], shards: int) -> Callable[[], None]:
     """vitmae's training step with `run.shards`: `loss(model, *shard)` on `shards` threads of one
-    intra-op thread each (`vitmae.shards`), then the optimizer step."""
-    from vitmae.shards import ShardedStep
+    intra-op thread each (`vitmae.train.shards`), then the optimizer step."""
+    from vitmae.train.shards import ShardedStep
 
     class Task:  # the task interface: train_step(model, batch, generator) -> (loss, metrics)
         @staticmethod
@@ -228,18 +228,18 @@ def rounded(d: dict, digits: int = 4) -> dict:
 
 
 def pretrain_without_evaluation(cfg) -> Path:
-    """`vitmae.runner.run_pretrain(cfg)` with the end-of-epoch evaluation made a no-op.
+    """`vitmae.train.runner.run_pretrain(cfg)` with the end-of-epoch evaluation made a no-op.
 
     The peers' runs do no evaluation (and a full test-split pass would dominate a short
     run), so neither does this one; everything else, the run folder and checkpoint included,
     is the library's own path.
     """
-    import vitmae.engine
-    import vitmae.runner
+    import vitmae.train.engine
+    import vitmae.train.runner
 
-    evaluate = vitmae.engine.evaluate
-    vitmae.engine.evaluate = lambda *args, **kwargs: {}
+    evaluate = vitmae.train.engine.evaluate
+    vitmae.train.engine.evaluate = lambda *args, **kwargs: {}
     try:
-        return vitmae.runner.run_pretrain(cfg, log=lambda *_: None)
+        return vitmae.train.runner.run_pretrain(cfg, log=lambda *_: None)
     finally:
-        vitmae.engine.evaluate = evaluate
+        vitmae.train.engine.evaluate = evaluate

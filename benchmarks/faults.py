@@ -31,8 +31,8 @@ from pathlib import Path
 
 from common import record
 
-from vitmae.checkpoint import FILES, latest_good_checkpoint, list_checkpoints
-from vitmae.runs import metric_records, run_differences
+from vitmae.runs.checkpoint import FILES, latest_good_checkpoint, list_checkpoints
+from vitmae.runs.folder import metric_records, run_differences
 
 STEPS = 12  # 128 images / batch 32 = 4 steps per epoch, 3 epochs
 ARGS = ("-c", "digits", "model.arch=vit_micro_patch4", "model.decoder_embed_dim=32",

@@ -29,8 +29,8 @@ from vitmae.config import load_config
 from vitmae.data import build_dataset
 from vitmae.data.registry import FirstItems
 from vitmae.models import build_vit
-from vitmae.monitors import extract_features, knn_classify, linear_probe
-from vitmae.pretrained import adopt, load_into
+from vitmae.train.monitors import extract_features, knn_classify, linear_probe
+from vitmae.weights.pretrained import adopt, load_into
 
 
 def main() -> None:

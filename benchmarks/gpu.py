@@ -27,7 +27,7 @@ from common import RESULTS, record, rounded, sdpa_flops
 
 from vitmae.config import ModelConfig, OptimConfig
 from vitmae.models import build_mae
-from vitmae.optim import build_optimizer, param_groups
+from vitmae.train.optim import build_optimizer, param_groups
 
 # Dense bf16 tensor-core peaks (TFLOP/s, no sparsity), by device name; first match wins.
 PEAK_TFLOPS = (("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("A100", 312.0),

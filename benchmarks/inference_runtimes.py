@@ -1,6 +1,6 @@
 """Inference images/s of one ViT-Tiny/16 classifier at 224 px in five runtimes, side by side.
 
-vitmae eager (`vitmae.inference.open_model` on the weights file), the same model exported by
+vitmae eager (`vitmae.infer.model.open_model` on the weights file), the same model exported by
 `vitmae export --to onnx` and run by onnxruntime in fp32 and with int8 dynamic quantisation,
 timm's `vit_tiny_patch16_224` eager and HuggingFace's `ViTForImageClassification` (SDPA
 attention), all with the same weights: the ImageNet ViT-Tiny file under
@@ -30,8 +30,8 @@ import torch
 from common import interleave, per_round_ratio, record, rounded, spread, use_passive_omp
 from safetensors.torch import save_file
 
-from vitmae.inference import open_model
-from vitmae.onnx_export import export_model
+from vitmae.export.onnx import export_model
+from vitmae.infer.model import open_model
 from vitmae.weights.hf import common_to_hf
 
 VIT_TINY = "pretrained/vit_tiny_patch16_224.augreg_in21k_ft_in1k.safetensors"

@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader
 from vitmae.config import config_from_dict
 from vitmae.data import build_dataset
 from vitmae.data.registry import FirstItems
-from vitmae.inference import open_model
-from vitmae.onnx_export import export_model
-from vitmae.runs import run_dir_of
+from vitmae.export.onnx import export_model
+from vitmae.infer.model import open_model
+from vitmae.runs.folder import run_dir_of
 
 
 def main() -> None:

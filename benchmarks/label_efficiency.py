@@ -4,7 +4,7 @@ request: `--inits imagenet21k+mae`, the ImageNet weights after MAE on CIFAR-10, 
 workflow; `--inits resnet18`, the CNN peer, a ResNet-18 from scratch).
 
 For each fraction in --fractions and each start in --inits, one `vitmae finetune` run (in
-this process, through `vitmae.cli.main`, so each is exactly the recorded command) with
+this process, through `vitmae.cli.commands`, so each is exactly the recorded command) with
 `data.labels_fraction` set: the same seeded, class-balanced images for every start
 (`vitmae.data.labelled`; smaller fractions are nested in larger ones).
 

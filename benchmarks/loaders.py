@@ -38,7 +38,7 @@ from vitmae.config import load_config
 from vitmae.data import build_dataset
 from vitmae.data.loader import make_loader
 from vitmae.models import build_mae
-from vitmae.optim import build_optimizer, param_groups
+from vitmae.train.optim import build_optimizer, param_groups
 
 PRESETS = {"voc": "voc_seg"}  # data set name -> preset, where they differ
 RSS_STEPS = 3  # peak memory is reached once the optimizer state exists (first step)

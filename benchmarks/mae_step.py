@@ -32,7 +32,7 @@ from common import (
 
 from vitmae.config import ModelConfig, OptimConfig
 from vitmae.models import build_mae
-from vitmae.optim import build_optimizer, param_groups
+from vitmae.train.optim import build_optimizer, param_groups
 
 IMG, P, C = 32, 4, 3
 BATCH_SHAPE = (C, IMG, IMG)  # one image: (C, H, W)

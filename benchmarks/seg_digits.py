@@ -20,12 +20,12 @@ from collections import defaultdict
 import torch
 from common import record, rounded
 
-from vitmae.checkpoint import read_weights
 from vitmae.config import load_config
 from vitmae.data import build_dataset
 from vitmae.data.mnist_seg import MnistSegmentation, scale_digit
 from vitmae.models import load_finetuned
-from vitmae.runs import run_dir_of
+from vitmae.runs.checkpoint import read_weights
+from vitmae.runs.folder import run_dir_of
 
 MIN_PIXELS = 20
 

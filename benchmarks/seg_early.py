@@ -21,14 +21,14 @@ import torch
 from common import record, rounded
 from torch.utils.data import DataLoader, Subset
 
-from vitmae.checkpoint import read_weights
 from vitmae.config import load_config
 from vitmae.data import build_dataset
-from vitmae.engine import evaluate
 from vitmae.models import build_finetune_model
-from vitmae.models.encoder_weights import load_encoder
-from vitmae.optim import base_lr, build_optimizer, param_groups, set_lr
+from vitmae.runs.checkpoint import read_weights
 from vitmae.tasks import build_task
+from vitmae.train.engine import evaluate
+from vitmae.train.optim import base_lr, build_optimizer, param_groups, set_lr
+from vitmae.weights.encoder import load_encoder
 
 
 def main() -> None:

@@ -28,8 +28,8 @@ from torch import nn
 from vitmae.config import load_config
 from vitmae.data import build_dataset
 from vitmae.data.loader import make_loader
-from vitmae.engine import evaluate
 from vitmae.tasks import build_task
+from vitmae.train.engine import evaluate
 
 
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:

@@ -12,9 +12,9 @@ import io
 from pathlib import Path
 
 import numpy as np
+from cli.test_cli import run_cli
+from data.test_voc import write_voc
 from PIL import Image
-from test_cli import run_cli
-from test_seg_voc import write_voc
 
 from vitmae.cli import main
 
@@ -64,7 +64,7 @@ def mae_run(root: Path) -> Path:
 
 
 def cli(argv: list[str]) -> tuple[int, list[str], str]:
-    """vitmae.cli.main(argv) in this process -> (exit status, stdout lines, stderr)."""
+    """vitmae.cli.commands(argv) in this process -> (exit status, stdout lines, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main([str(a) for a in argv])

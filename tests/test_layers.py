@@ -74,7 +74,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_package_is_found():
-    assert {"vitmae.engine", "vitmae.models.vit", "vitmae.cli"} <= GRAPH.keys()
+    assert {"vitmae.train.engine", "vitmae.models.vit", "vitmae.cli"} <= GRAPH.keys()
     assert "vitmae.models.vit" in GRAPH["vitmae.models.mae"]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from vitmae.runs import metric_records
+from vitmae.runs.folder import metric_records
 
 
 def read(run: Path) -> list[dict]:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from vitmae.cli import main
-from vitmae.runs import run_differences
+from vitmae.runs.folder import run_differences
 
 # 128 images / batch 32 = 4 steps per epoch, 3 epochs; a checkpoint every 2 steps and at
 # each epoch end. A metrics.jsonl line every 3 steps, so a checkpoint can fall between two

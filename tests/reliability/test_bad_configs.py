@@ -9,9 +9,9 @@ from safetensors.torch import load_file, save_file
 
 from vitmae.cli import main
 from vitmae.config import ConfigError, ModelConfig, load_config
-from vitmae.models.encoder_weights import load_encoder
 from vitmae.models.mae import build_mae
 from vitmae.models.vit import build_vit
+from vitmae.weights.encoder import load_encoder
 
 MICRO = ("model.arch=vit_micro_patch4", "model.decoder_embed_dim=32",
          "model.decoder_num_heads=2")

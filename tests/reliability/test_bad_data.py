@@ -195,7 +195,7 @@ def _voc_finetune(root, out, *extra):
 
 
 def test_a_voc_mask_value_that_is_no_class_stops_the_run_naming_the_mask(tmp_path, capsys):
-    from test_seg_voc import set_mask, write_voc
+    from data.test_voc import set_mask, write_voc
 
     write_voc(tmp_path / "data")
     mask = set_mask(tmp_path / "data", "2007_000003", 21)  # was: IndexError in the loss
@@ -206,7 +206,7 @@ def test_a_voc_mask_value_that_is_no_class_stops_the_run_naming_the_mask(tmp_pat
 
 
 def test_skip_bad_skips_truncated_voc_photos_in_both_splits_and_records_them(tmp_path, capsys):
-    from test_seg_voc import VOC_DIR, write_voc
+    from data.test_voc import VOC_DIR, write_voc
 
     write_voc(tmp_path / "data")
     photos = [tmp_path / "data" / VOC_DIR / "JPEGImages" / f"{id_}.jpg"

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch.nn as nn
 
-from vitmae.checkpoint import (
+from vitmae.runs.checkpoint import (
     CheckpointError,
     latest_good_checkpoint,
     list_checkpoints,

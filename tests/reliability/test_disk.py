@@ -9,9 +9,9 @@ import errno
 
 import pytest
 
-import vitmae.checkpoint
-from vitmae.checkpoint import list_checkpoints, verify_checkpoint
+import vitmae.runs.checkpoint
 from vitmae.cli import main
+from vitmae.runs.checkpoint import list_checkpoints, verify_checkpoint
 
 from .cli_runs import assert_same_run, pretrain_argv, resume
 
@@ -25,7 +25,7 @@ def _unwritable_probe(tmp_path, monkeypatch):
     def refuse(path, *args, **kwargs):  # as a read-only folder would, even for root
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr("vitmae.runs.open", refuse, raising=False)
+    monkeypatch.setattr("vitmae.runs.folder.open", refuse, raising=False)
     return tmp_path / "runs"
 
 
@@ -43,7 +43,7 @@ def test_unwritable_run_folder_fails_at_start(tmp_path, monkeypatch, capsys, mak
 def test_disk_full_during_a_save_keeps_the_previous_checkpoint(runs, tmp_path, monkeypatch,
                                                                 capsys):
     saves = []
-    real_save = vitmae.checkpoint.save_file
+    real_save = vitmae.runs.checkpoint.save_file
 
     def second_save_fails(tensors, filename, *args, **kwargs):
         saves.append(filename)
@@ -53,7 +53,7 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(runs, tmp_path, m
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(tensors, filename, *args, **kwargs)
 
-    monkeypatch.setattr(vitmae.checkpoint, "save_file", second_save_fails)
+    monkeypatch.setattr(vitmae.runs.checkpoint, "save_file", second_save_fails)
     code = main(pretrain_argv(tmp_path, "full"))
     monkeypatch.undo()
     err = capsys.readouterr().err

@@ -7,8 +7,8 @@ import re
 
 import torch
 
-from vitmae.checkpoint import list_checkpoints, read_weights, verify_checkpoint
 from vitmae.cli import main
+from vitmae.runs.checkpoint import list_checkpoints, read_weights, verify_checkpoint
 from vitmae.tasks.pretrain import PretrainTask
 
 from .cli_runs import pretrain_argv

@@ -11,8 +11,8 @@ import signal
 
 import pytest
 
-from vitmae.checkpoint import list_checkpoints, verify_checkpoint
-from vitmae.runs import metric_records
+from vitmae.runs.checkpoint import list_checkpoints, verify_checkpoint
+from vitmae.runs.folder import metric_records
 
 from .cli_runs import assert_same_run, resume
 

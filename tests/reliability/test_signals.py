@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from vitmae.checkpoint import list_checkpoints, verify_checkpoint
 from vitmae.cli import main
+from vitmae.runs.checkpoint import list_checkpoints, verify_checkpoint
 from vitmae.tasks.pretrain import PretrainTask
 
 from .cli_runs import assert_same_run, pretrain_argv, resume

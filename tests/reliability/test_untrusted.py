@@ -10,10 +10,10 @@ import pickle
 import pytest
 import torch
 
-from vitmae.checkpoint import CheckpointError, read_weights
 from vitmae.cli import main
 from vitmae.config import DataConfig
 from vitmae.data import build_dataset
+from vitmae.runs.checkpoint import CheckpointError, read_weights
 
 from .cli_runs import copy_run, resume
 

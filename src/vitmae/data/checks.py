@@ -21,6 +21,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
+from vitmae.data.palette import VOID
 from vitmae.errors import UserError
 
 
@@ -48,7 +49,6 @@ class BadLabelError(BadDataError):
     """A label or annotation file with a class outside the data set's classes."""
 
 
-IGNORE = 255  # the void label of segmentation masks (VOC), ignored by loss and metrics
 MASK_MODES = ("P", "L", "1", "I;16", "I")  # palette (index = class), 8/1/16-bit index images
 
 
@@ -131,13 +131,13 @@ def mask_values(mask: np.ndarray) -> np.ndarray:
 
 def check_mask(mask: np.ndarray, num_classes: int, path: str | Path) -> None:
     """BadMaskError naming `path`, the bad values and the valid range if any value of `mask`
-    is neither a class 0..num_classes-1 nor IGNORE."""
+    is neither a class 0..num_classes-1 nor VOID."""
     values = mask_values(mask)
-    bad = values[((values < 0) | (values >= num_classes)) & (values != IGNORE)]
+    bad = values[((values < 0) | (values >= num_classes)) & (values != VOID)]
     if bad.size:
         shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
         raise BadMaskError(f"{path}: mask values {shown} are outside the classes "
-                           f"0..{num_classes - 1} (and {IGNORE}, ignored)", path)
+                           f"0..{num_classes - 1} (and {VOID}, ignored)", path)
 
 
 def check_labels(labels: np.ndarray, num_classes: int, source: str | Path) -> None:

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms import v2
 
-VOID = 255
+from vitmae.data.palette import VOID
+
 SCALE_RANGE = (0.75, 1.5)  # of img_size for the shorter side (DeepLab: 0.5-2 of the photo)
 
 

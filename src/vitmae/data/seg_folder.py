@@ -19,8 +19,9 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from vitmae.config import DataConfig
-from vitmae.data.checks import IGNORE, BadDataError, read_mask_array
+from vitmae.data.checks import BadDataError, read_mask_array
 from vitmae.data.folder import IMG_EXTENSIONS
+from vitmae.data.palette import VOID
 from vitmae.data.registry import norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
 from vitmae.data.seg_items import SegmentationItems
@@ -60,9 +61,9 @@ def read_classes(root: Path, train_masks: list[Path]) -> list[str]:
     names_file = root / "classes.txt"
     if names_file.is_file():
         names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
-        if not 1 <= len(names) <= IGNORE:
-            raise BadDataError(f"{names_file}: expected 1 to {IGNORE} class names (one a line; "
-                               f"{IGNORE} is void), found {len(names)}")
+        if not 1 <= len(names) <= VOID:
+            raise BadDataError(f"{names_file}: expected 1 to {VOID} class names (one a line; "
+                               f"{VOID} is void), found {len(names)}")
         return names
     largest = 0
     for path in train_masks:
@@ -70,10 +71,10 @@ def read_classes(root: Path, train_masks: list[Path]) -> list[str]:
             values = read_mask_array(path)
         except BadDataError:  # reported, naming the file, when the item is read
             continue
-        largest = max(largest, int(values[values != IGNORE].max(initial=0)))
-    if largest >= IGNORE:
+        largest = max(largest, int(values[values != VOID].max(initial=0)))
+    if largest >= VOID:
         raise BadDataError(f"{root}: a training mask has the value {largest}; classes must be "
-                           f"0..{IGNORE - 1} ({IGNORE} is void)")
+                           f"0..{VOID - 1} ({VOID} is void)")
     return [str(k) for k in range(largest + 1)]
 
 

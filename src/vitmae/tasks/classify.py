@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vitmae.metrics import classification_metrics, confusion_matrix
+from vitmae.tasks.metrics import classification_metrics, confusion_matrix
 from vitmae.tasks.registry import register_task
 
 

@@ -3,7 +3,7 @@
 The headline metric is mAP, the macro mean over classes of average precision; classes with
 no positive image in the evaluation set have no AP and are left out of the mean (the result
 says how many classes were averaged). To keep the state additive across DDP ranks, AP is
-computed from per-class histograms of sigmoid scores (`vitmae.metrics.score_histograms`):
+computed from per-class histograms of sigmoid scores (`vitmae.tasks.metrics.score_histograms`):
 with 10,000 bins it agrees with scikit-learn's `average_precision_score` to ~1e-4.
 Beside it: per-label accuracy and exact-match accuracy at a 0.5 threshold, and the
 per-label accuracy of the all-negative predictor (the bar any model must clear).
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vitmae.metrics import average_precision, score_histograms
+from vitmae.tasks.metrics import average_precision, score_histograms
 from vitmae.tasks.registry import register_task
 
 BINS = 10_000

@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vitmae.metrics import background_baseline, confusion_matrix, segmentation_metrics
+from vitmae.data.palette import VOID
+from vitmae.tasks.metrics import background_baseline, confusion_matrix, segmentation_metrics
 from vitmae.tasks.registry import register_task
-
-IGNORE_INDEX = 255
 
 
 @register_task("segment")
@@ -29,10 +28,10 @@ class SegmentTask:
         # (B, K, H, W), or with an auxiliary head (logits, aux logits)
         out = model(imgs, generator=generator)
         logits, aux = out if isinstance(out, tuple) else (out, None)
-        loss = F.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
+        loss = F.cross_entropy(logits, masks, ignore_index=VOID)
         if aux is not None:  # the auxiliary head's loss, weighted (model.seg_aux)
-            loss = loss + self.aux_weight * F.cross_entropy(aux, masks, ignore_index=IGNORE_INDEX)
-        valid = masks != IGNORE_INDEX
+            loss = loss + self.aux_weight * F.cross_entropy(aux, masks, ignore_index=VOID)
+        valid = masks != VOID
         acc = (logits.argmax(1) == masks)[valid].float().mean().item() if valid.any() else 0.0
         return loss, {"pixel_acc": acc}
 
@@ -70,7 +69,7 @@ class SegmentEvaluator:
                                     strict=True):
             if size is not None:
                 mask = mask[: size[0], : size[1]]  # (Hm, Wm) -> (H0, W0): drop the padding
-            self.sums["cm"] += confusion_matrix(pred.cpu(), mask.cpu(), self.K, IGNORE_INDEX)
+            self.sums["cm"] += confusion_matrix(pred.cpu(), mask.cpu(), self.K, VOID)
         self.sums["n"] += imgs.shape[0]
 
     def result(self) -> dict:

@@ -19,9 +19,9 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from vitmae.checkpoint import read_weights
 from vitmae.errors import UserError
-from vitmae.runs import run_dir_of
+from vitmae.runs.checkpoint import read_weights
+from vitmae.runs.folder import run_dir_of
 from vitmae.variants import CNN_ARCHS, VARIANTS
 from vitmae.weights.arch import guess_num_heads, infer_arch
 from vitmae.weights.hf import common_to_hf

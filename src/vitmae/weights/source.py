@@ -22,8 +22,8 @@ import torch
 import yaml
 from safetensors import SafetensorError, safe_open
 
-from vitmae.checkpoint import CheckpointError, read_weights, safe_torch_load
-from vitmae.runs import run_dir_of
+from vitmae.runs.checkpoint import CheckpointError, read_weights, safe_torch_load
+from vitmae.runs.folder import run_dir_of
 from vitmae.variants import VARIANTS
 from vitmae.weights.arch import UnknownLayout, infer_arch
 from vitmae.weights.hf import hf_to_common, is_hf

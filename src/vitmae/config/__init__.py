@@ -1,0 +1,35 @@
+"""The run configuration: typed dataclasses (`schema`), their value checks (`checks`), loading
+YAML presets (`presets/`) with `key.sub=value` overrides (`load`).
+
+Everything a caller needs is importable from here: `from vitmae.config import load_config`.
+"""
+
+from vitmae.config.load import (
+    MOVED,
+    PRESET_DIR,
+    Config,
+    ConfigError,
+    DataConfig,
+    FinetuneConfig,
+    MnistSegConfig,
+    ModelConfig,
+    OptimConfig,
+    PretrainConfig,
+    RunConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    need,
+    parse_override,
+    resolve_preset,
+    to_dict,
+    upgrade_layout,
+    validate,
+)
+
+__all__ = [
+    "MOVED", "PRESET_DIR", "Config", "ConfigError", "DataConfig", "FinetuneConfig",
+    "MnistSegConfig", "ModelConfig", "OptimConfig", "PretrainConfig", "RunConfig",
+    "apply_overrides", "config_from_dict", "load_config", "need", "parse_override",
+    "resolve_preset", "to_dict", "upgrade_layout", "validate",
+]

@@ -1,0 +1,228 @@
+"""Checks of a Config: each value against its field's annotation (types, a Literal's
+choices), then the values against each other, before any compute starts; every error names
+its key (`vitmae.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from typing import Any, Literal
+
+from vitmae.config.schema import Config, PretrainConfig
+from vitmae.errors import ConfigError
+from vitmae.variants import CNN_ARCHS, FROM_WEIGHTS, SIZE_KEYS, resolve_sizes
+
+
+def check_value(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; int is accepted where float is expected."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if any(type(value) is type(c) and value == c for c in typing.get_args(tp)):
+            return value
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return check_value(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [check_value(v, arg, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(check_value(v, a, f"{key}[{i}]") for i, (v, a) in pairs)
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads '1e-4' (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def need(ok: bool, key: str, msg: str) -> None:
+    """Raise a ConfigError naming `key` unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def validate(cfg: Config) -> None:
+    """Checks that need no data or model: fail before any compute, naming the key."""
+    _check_types(cfg)
+    _check_model(cfg)
+    _check_rest(cfg)
+
+
+def _check_types(obj: Any, prefix: str = "") -> None:
+    """Every value against its annotation (a Literal's choices too), as the loader checks them:
+    also those set in Python, e.g. from a weights file."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _check_types(value, f"{prefix}{f.name}.")
+        else:
+            check_value(value, hints[f.name], f"{prefix}{f.name}")
+
+
+def _check_model(cfg: Config) -> None:
+    m, d = cfg.model, cfg.data
+    if m.arch in CNN_ARCHS:
+        _check_cnn(cfg)
+        return
+    need(0.0 <= m.mask_ratio < 1.0, "model.mask_ratio", f"must be in [0, 1), got {m.mask_ratio}")
+    need(m.seg_head != "unet" or m.stem == "conv", "model.seg_head",
+         "'unet' takes its skips from the convolutional stem: needs model.stem=conv")
+    need(m.stem_width >= 1, "model.stem_width", f"must be >= 1, got {m.stem_width}")
+    need(0.0 <= m.drop_path < 1.0, "model.drop_path", f"must be in [0, 1), got {m.drop_path}")
+    need(0.0 <= m.patch_drop < 1.0, "model.patch_drop", f"must be in [0, 1), got {m.patch_drop}")
+    need(m.patch_drop == 0.0 or cfg.task in ("classify", "multilabel"), "model.patch_drop",
+         f"drops tokens of a pooled classifier; a {cfg.task} head needs every token, got "
+         f"{m.patch_drop}")
+    if m.arch == FROM_WEIGHTS and any(getattr(m, k) is None for k in SIZE_KEYS):
+        # the sizes come from the pretrained file, read (and checked again) by the runner
+        need(bool(cfg.finetune.pretrained or cfg.pretrain.init), "model.arch",
+             "from_weights needs finetune.pretrained or pretrain.init")
+        return
+    try:
+        arch = resolve_sizes(m.arch, {k: getattr(m, k) for k in SIZE_KEYS})
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    sizes = {**{f"model.{k}": v for k, v in arch.items()},
+             **{f"model.{k}": getattr(m, k) for k in ("decoder_embed_dim", "decoder_depth",
+                                                       "decoder_num_heads")},
+             "data.img_size": d.img_size}
+    for key, value in sizes.items():  # before any '%' below
+        need(value >= 1, key, f"must be >= 1, got {value}")
+    for key in ("model.embed_dim", "model.decoder_embed_dim"):
+        need(sizes[key] % 4 == 0, key, f"must be divisible by 4 (2-D sin-cos position "
+             f"embedding), got {sizes[key]}")
+    need(arch["embed_dim"] % arch["num_heads"] == 0, "model.num_heads",
+         f"{arch['num_heads']} heads do not divide the width {arch['embed_dim']}")
+    need(m.decoder_embed_dim % m.decoder_num_heads == 0, "model.decoder_num_heads",
+         f"{m.decoder_num_heads} heads do not divide the decoder width {m.decoder_embed_dim}")
+    need(not m.rope or (arch["embed_dim"] // arch["num_heads"]) % 4 == 0, "model.rope",
+         f"needs a head width divisible by 4, got {arch['embed_dim'] // arch['num_heads']}")
+    need(m.seg_aux >= 0, "model.seg_aux", f"must be >= 0, got {m.seg_aux}")
+    need(d.img_size % arch["patch_size"] == 0, "data.img_size",
+         f"{d.img_size} is not divisible by the patch size {arch['patch_size']}")
+    p = arch["patch_size"]
+    need(m.stem != "conv" or (p >= 2 and p & (p - 1) == 0), "model.stem",
+         f"conv needs a power-of-2 patch size >= 2 (one stride-2 stage per halving), got {p}")
+
+
+def _check_cnn(cfg: Config) -> None:
+    """What a CNN baseline cannot do: each ViT-only option refused, naming its key."""
+    m, f, arch = cfg.model, cfg.finetune, f"model.arch={cfg.model.arch}"
+    need(cfg.task in ("classify", "multilabel"), "task",
+         f"{arch} classifies (classify, multilabel); segmentation needs a ViT, got {cfg.task!r}")
+    need(f.optim.layer_decay == 1.0, "finetune.optim.layer_decay",
+         f"layer-wise lr decay is defined over a ViT's blocks; {arch} needs 1.0, "
+         f"got {f.optim.layer_decay}")
+    need(f.pretrained is None, "finetune.pretrained",
+         f"loads ViT encoders (vitmae, timm, MAE, HuggingFace); {arch} trains from scratch")
+    need(cfg.pretrain.init is None, "pretrain.init",
+         f"MAE pretraining needs a ViT; {arch} trains from scratch")
+    for key in SIZE_KEYS:
+        need(getattr(m, key) is None, f"model.{key}", f"a ViT size; {arch} has none")
+    need(m.patch_drop == 0.0, "model.patch_drop", f"drops a ViT's patch tokens; {arch} has none")
+    # BatchNorm updates its running statistics in place: shards on threads would race
+    need(cfg.run.shards == 1, "run.shards",
+         f"{arch} has BatchNorm layers, whose running statistics one step on several threads "
+         f"would update at once; set run.shards=1")
+    need(cfg.data.img_size >= 1, "data.img_size", f"must be >= 1, got {cfg.data.img_size}")
+    need(cfg.data.batch_size >= 2, "data.batch_size",
+         f"{arch}'s BatchNorm normalises over the batch: needs >= 2, got {cfg.data.batch_size}")
+
+
+def _check_rest(cfg: Config) -> None:
+    d = cfg.data
+    need(d.batch_size >= 1, "data.batch_size", f"must be >= 1, got {d.batch_size}")
+    need(d.num_workers >= 0, "data.num_workers", f"must be >= 0, got {d.num_workers}")
+    need(d.subset is None or d.subset >= 1, "data.subset", f"must be >= 1, got {d.subset}")
+    need(0.0 < d.labels_fraction <= 1.0, "data.labels_fraction",
+         f"must be in (0, 1], got {d.labels_fraction}")
+    need(d.labels_fraction == 1.0 or cfg.task == "classify", "data.labels_fraction",
+         f"class-balanced subsets need one class per image (task=classify), got "
+         f"task={cfg.task}")
+    for stage in ("pretrain", "finetune"):
+        o, name = getattr(cfg, stage).optim, f"{stage}.optim"
+        need(o.epochs >= 1, f"{name}.epochs", f"must be >= 1, got {o.epochs}")
+        need(o.accum_iter >= 1, f"{name}.accum_iter", f"must be >= 1, got {o.accum_iter}")
+        need(0.0 < o.layer_decay <= 1.0, f"{name}.layer_decay",
+             f"must be in (0, 1], got {o.layer_decay}")
+        need(o.lr is None or o.lr > 0, f"{name}.lr", f"must be > 0, got {o.lr}")
+        need(o.min_lr >= 0 and o.warmup_epochs >= 0, f"{name}.min_lr/warmup_epochs",
+             f"must be >= 0, got {o.min_lr} and {o.warmup_epochs}")
+        need(all(0.0 <= b < 1.0 for b in o.betas), f"{name}.betas",
+             f"must be in [0, 1), got {list(o.betas)}")
+    _check_monitors(cfg.pretrain)
+    need(cfg.finetune.head_lr_mult > 0, "finetune.head_lr_mult",
+         f"must be > 0, got {cfg.finetune.head_lr_mult}")
+    for key, p in (("finetune.pretrained", cfg.finetune.pretrained),
+                   ("pretrain.init", cfg.pretrain.init)):
+        need(p is None or os.path.exists(p), key,  # False on any OSError
+             f"no such file or folder: {p!r}")
+    m = cfg.model
+    need(m.class_token or m.global_pool == "avg", "model.global_pool",
+         "'token' needs model.class_token=true")
+    need(m.class_token or not m.rope, "model.rope", "needs model.class_token=true")
+    need(m.mlp_ratio > 0 and m.norm_eps > 0, "model.mlp_ratio/norm_eps",
+         f"must be > 0, got {m.mlp_ratio} and {m.norm_eps}")
+    for key, stats in (("data.mean", d.mean), ("data.std", d.std)):
+        need(stats is None or len(stats) >= 1, key, "expected a list of per-channel values")
+    need((d.mean is None) == (d.std is None), "data.mean/std", "set both or neither")
+    need(d.std is None or all(v > 0 for v in d.std), "data.std", f"must be > 0, got {d.std}")
+    need(cfg.run.keep_last >= 1, "run.keep_last", f"must be >= 1, got {cfg.run.keep_last}")
+    need(cfg.run.log_interval >= 1, "run.log_interval", f"must be >= 1, got {cfg.run.log_interval}")
+    r = cfg.run
+    need(r.eval_interval >= 1, "run.eval_interval", f"must be >= 1, got {r.eval_interval}")
+    need(r.ckpt_interval >= 0, "run.ckpt_interval", f"must be >= 0, got {r.ckpt_interval}")
+    need(r.threads is None or r.threads >= 1, "run.threads", f"must be >= 1, got {r.threads}")
+    need(r.shards >= 1, "run.shards", f"must be >= 1, got {r.shards}")
+    need(r.shards == 1 or r.device != "cuda", "run.shards",
+         f"shards the step across CPU threads; got {r.shards} with run.device=cuda")
+    need(d.batch_size >= r.shards, "run.shards",
+         f"{r.shards} shards need data.batch_size >= {r.shards}, got {d.batch_size}")
+
+
+def _check_monitors(o: PretrainConfig) -> None:
+    for key in ("knn_every", "recon_every"):
+        value = getattr(o, key)
+        need(value >= 0, f"pretrain.{key}", f"must be >= 0 (0: off), got {value}")
+    need(o.knn_k >= 1, "pretrain.knn_k", f"must be >= 1, got {o.knn_k}")
+    need(o.knn_t > 0, "pretrain.knn_t", f"must be > 0, got {o.knn_t}")
+    need(o.knn_train is None or o.knn_train >= 1, "pretrain.knn_train",
+         f"must be >= 1, got {o.knn_train}")
+    need(not o.probe or o.knn_every > 0, "pretrain.probe",
+         "runs on the k-NN monitor's features: set pretrain.knn_every too")

@@ -1,0 +1,194 @@
+"""The run configuration's fields: nested dataclasses, each default with its reason.
+
+`vitmae.config` loads them from YAML presets and overrides and `vitmae.config.checks` checks
+them; a preset lists only what differs from the defaults here. Field names follow the MAE
+reference code (`mask_ratio`, `norm_pix_loss`, `blr`, `min_lr`, `warmup_epochs`, `accum_iter`,
+`layer_decay`, `drop_path`) so that published recipes carry over. A field whose value is one
+of a fixed set of strings is a `Literal`: the loader checks it against those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vitmae.variants import CnnStem
+
+
+@dataclass
+class ModelConfig:
+    # a name from vitmae.models.vit.VARIANTS, or "from_weights": every size and layout option
+    # taken from finetune.pretrained (or pretrain.init); or a CNN baseline (resnet18,
+    # vitmae.models.cnn), trained from scratch for classify / multilabel. The ViT options
+    # below (sizes, drop_path, pooling, layout, decoder, masking, seg_*) do not apply to it.
+    arch: str = "vit_micro_patch4"
+    # CNN stem: "imagenet" (torchvision's 7x7 stride-2 conv + max-pool, for ~224 px) or
+    # "cifar" (3x3 stride-1 conv, no max-pool: small images keep their resolution; a 32 px
+    # image would leave the imagenet stem at 8x8)
+    cnn_stem: CnnStem = "imagenet"
+    patch_size: int | None = None  # None: the variant's own
+    embed_dim: int | None = None  # None: the variant's own (also depth, num_heads)
+    depth: int | None = None
+    num_heads: int | None = None
+    drop_path: float = 0.1  # stochastic depth for fine-tuning (MAE: 0.1 for ViT-B)
+    # fine-tuning a classifier: this fraction of each training image's patch tokens dropped
+    # at random before the blocks (PatchDropout, Liu et al. 2023), a cheaper step at high
+    # resolution; evaluation and prediction see every token
+    patch_drop: float = 0.0
+    global_pool: Literal["avg", "token"] = "avg"  # "avg": MAE's fine-tuning default
+    # Layout options that public weights may differ in (timm / HuggingFace names); an
+    # imported file sets them with model.arch=from_weights.
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    norm_eps: float = 1.0e-6  # timm and MAE; HuggingFace's ViTs use 1e-12
+    class_token: bool = True
+    # "sincos": fixed (MAE); "learned": trained, from sin-cos or a file
+    pos_embed: Literal["sincos", "learned"] = "sincos"
+    fc_norm: bool = False  # timm's avg-pool layout: LayerNorm after pooling, none before
+    # MAE decoder: light, as in He et al. (512-d, 8 blocks for ViT-B); smaller for CPU variants.
+    decoder_embed_dim: int = 128
+    decoder_depth: int = 2
+    decoder_num_heads: int = 4
+    mask_ratio: float = 0.75  # the paper's default
+    norm_pix_loss: bool = True  # per-patch normalized targets: better features (paper, Table 1d)
+    rope: bool = False  # also rotary (2-D axial RoPE) positions in attention: offset-aware
+    # "patch": a p x p patch projection (ViT, the default, as every public checkpoint);
+    # "conv": a hybrid, tokens from a strided 3x3 convolutional stem (Xiao et al. 2021), which
+    # MAE masks stage by stage (ConvMAE) and which the unet head reads skips from
+    stem: Literal["patch", "conv"] = "patch"
+    # the conv stem's first stage width, doubling per stage: 32 gives vit_*_patch8 32, 64, 128
+    # channels, the last as wide as vit_mini's tokens
+    stem_width: int = 32
+    # segmentation decoder: "linear" (Segmenter), "pup" (SETR-PUP) or "unet" (TransUNet-style
+    # skips from the conv stem and a full-resolution branch; needs model.stem=conv)
+    seg_head: Literal["linear", "pup", "unet"] = "linear"
+    seg_aux: float = 0.0  # > 0: an auxiliary linear head on a middle block, its loss weight
+
+
+@dataclass
+class MnistSegConfig:
+    """The MNIST segmentation data sets' own options (vitmae.data.mnist_seg)."""
+
+    digits: int = 3  # mnist_seg composite: at most this many digits per canvas
+    threshold: int = 128  # a pixel above this intensity (0-255) is the digit
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "digits"  # digits | mnist | fashion_mnist | cifar10 | folder | seg_folder | ...
+    root: str | None = None  # None: $VITMAE_DATA, else ./data
+    img_size: int = 16  # images are resized to img_size x img_size
+    batch_size: int = 64  # per process
+    num_workers: int = 0  # DataLoader workers per process; 0 loads in the main process
+    train_split: str = "train"
+    val_split: str = "test"
+    subset: int | None = None  # use only the first N training images (quick checks)
+    # Fine-tuning sees only this class-balanced fraction of the training images (after
+    # data.subset): per class round(fraction * n_c), at least 1, the same images for every
+    # run with the same data.seed, nested across fractions (vitmae.data.labelled). For
+    # label-efficiency studies; single-label data sets (task=classify) only. MAE
+    # pretraining still uses every training image: it reads no labels.
+    labels_fraction: float = 1.0
+    download: bool = False  # use torchvision's downloaders for missing files (needs internet)
+    # skip bad files (unreadable or missing images, masks with values that are not classes)
+    # and report them each epoch, instead of stopping; a bad item is replaced by the next one
+    skip_bad: bool = False
+    # image folders: an empty class folder, or a class folder in one split only, stops the
+    # run (class indices would differ between splits); true: go on, with the union of both
+    # splits' class folders as the classes
+    allow_class_mismatch: bool = False
+    # seed of generated data sets (mnist_seg canvases, digits split) and of the subset of
+    # data.labels_fraction
+    seed: int = 0
+    # Per-channel normalisation; None: the data set's own, or the pretrained weights' (the
+    # runner sets them from the file and the run's config.yaml records them)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    # the options of the mnist_seg and mnist_seg_single data sets
+    mnist_seg: MnistSegConfig = field(default_factory=MnistSegConfig)
+
+
+@dataclass
+class OptimConfig:
+    """The optimiser and its lr schedule: one per stage (pretrain.optim, finetune.optim)."""
+
+    epochs: int = 10
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    lr: float | None = None  # absolute lr; None: blr * effective batch / 256 (MAE rule)
+    blr: float = 1e-3
+    min_lr: float = 1e-6
+    warmup_epochs: float = 1.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    layer_decay: float = 1.0  # 1.0: off; MAE fine-tunes ViT-B with 0.65
+    accum_iter: int = 1
+    clip_grad: float | None = None
+    schedule: Literal["cosine", "constant"] = "cosine"  # after warmup
+
+
+@dataclass
+class PretrainConfig:
+    # Weights to start the MAE from (any format of vitmae.weights): the encoder's, and the
+    # decoder's when the file has one (an official MAE _full checkpoint, a vitmae MAE run)
+    init: str | None = None
+    # blr: MAE's pretraining base lr (He et al. 2022)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=20, blr=1.5e-4))
+    # Monitors (vitmae.train.monitors), after every Nth epoch and after the last; 0: off.
+    # k-NN top-1 of the encoder's unmasked features (pooled as model.global_pool) on the
+    # labelled train/test split: the k most cosine-similar training images vote with weight
+    # exp(sim / t) (Wu et al. 2018; DINO). A pass over both splits: off unless a preset asks.
+    knn_every: int = 0
+    knn_k: int = 20  # neighbours (InstDisc, DINO)
+    knn_t: float = 0.07  # vote temperature (InstDisc, DINO)
+    knn_train: int | None = None  # the first N training images as the k-NN bank; None: all
+    probe: bool = False  # also a linear probe (softmax regression) on the same features
+    # The MAE loss on a fixed validation batch under a fixed mask, and its reconstruction grid
+    # as recon/epoch-NNN.png in the run folder: one batch, so on by default
+    recon_every: int = 1
+
+
+@dataclass
+class FinetuneConfig:
+    # weights to start from: a vitmae run or checkpoint, a timm, official MAE or HuggingFace
+    # file or folder (vitmae.weights detects which); None: from scratch
+    pretrained: str | None = None
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    linear_probe: bool = False  # freeze the encoder, train the head only
+    head_lr_mult: float = 1.0  # lr multiplier of the task head (mmsegmentation's decode heads: 10)
+    label_smoothing: float = 0.0  # of the cross-entropy loss (task=classify)
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs"
+    name: str | None = None  # run folder name; None: <stage>-<dataset>-<time>
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    log_interval: int = 20  # steps between metrics.jsonl records
+    ckpt_interval: int = 0  # steps between mid-epoch checkpoints; 0: once per epoch
+    keep_last: int = 2  # checkpoints kept in the run folder
+    eval_interval: int = 1  # epochs between evaluations
+    threads: int | None = None  # torch intra-op threads; None: torch's default
+    # CPU: cut each batch into this many shards, run in parallel threads of one intra-op
+    # thread each (vitmae.train.shards); on 2 cores 2 shards beat 2 intra-op threads. 1: off
+    shards: int = 1
+    compile: bool = False  # torch.compile the model (GPU)
+    # glibc: keep freed memory in the process instead of faulting a step's activations in
+    # again every step (vitmae.train.allocator; one-thread CPU runs gain, at some peak memory).
+    # A process-wide setting, so off unless asked for: a notebook or a GPU job keeps glibc's
+    # own behaviour
+    keep_freed_memory: bool = False
+    # also write every metrics.jsonl record (and the pictures it names) as TensorBoard events
+    # into the run folder, for `tensorboard --logdir runs/`; needs the tensorboard package
+    tensorboard: bool = False
+
+
+@dataclass
+class Config:
+    task: Literal["classify", "segment", "multilabel"] = "classify"  # the fine-tuning task
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    run: RunConfig = field(default_factory=RunConfig)

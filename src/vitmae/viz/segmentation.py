@@ -1,0 +1,62 @@
+"""Pictures of what a segmentation checkpoint does, in PASCAL VOC's colours.
+
+`save_segmentation_grid`: one row per image, image | ground truth | prediction, the label
+maps coloured with the VOC palette (void 255 in its cream colour), at the original size.
+`palette_writer`: each prediction of the evaluator's pass as a palette PNG named
+`<id or index>.png`, the format of VOC's `SegmentationClass` (the pixel value is the class;
+viewers show the colours).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vitmae.config import Config
+from vitmae.data.palette import colorize, save_palette_png
+from vitmae.models import load_finetuned
+from vitmae.tasks.segment import predict
+from vitmae.viz.figures import denormalize, save_grid
+
+
+@torch.no_grad()
+def save_segmentation_grid(cfg: Config, state: dict, ds, batch: list, out: Path) -> Path:
+    """batch: items of `ds` ((img, mask) or (img, padded mask, size)) -> PNG at `out`."""
+    model = load_finetuned(cfg, state, ds.in_chans, ds.num_classes).eval()
+    imgs = torch.stack([b[0] for b in batch])  # (n, C, H, W)
+    sizes = torch.stack([b[2] for b in batch]) if len(batch[0]) > 2 else None  # (n, 2)
+    preds = predict(model, imgs, sizes)
+    images = denormalize(imgs, ds.mean, ds.std)
+    rows = {"image": [], "ground truth": [], "prediction": []}
+    for img, item, pred in zip(images, batch, preds, strict=True):
+        truth = item[1][: pred.shape[0], : pred.shape[1]]  # drop the padding, if any
+        img = F.interpolate(img[None], size=tuple(pred.shape), mode="bilinear")[0]
+        rows["image"].append(img.expand(3, -1, -1))  # grey -> RGB
+        rows["ground truth"].append(colorize(truth))
+        rows["prediction"].append(colorize(pred))
+    out = Path(out)
+    save_grid({k: stack_padded(v) for k, v in rows.items()}, out,
+              f"{cfg.data.dataset}: image | ground truth | prediction")
+    return out
+
+
+def stack_padded(pictures: list[torch.Tensor]) -> torch.Tensor:
+    """(3, H_i, W_i) each -> (n, 3, max H, max W), padded with white at the bottom right."""
+    H, W = max(p.shape[1] for p in pictures), max(p.shape[2] for p in pictures)
+    return torch.stack([F.pad(p, (0, W - p.shape[2], 0, H - p.shape[1]), value=1.0)
+                        for p in pictures])  # (n, 3, H, W)
+
+
+def palette_writer(ds, out_dir: str | Path, order: Iterable[int]) -> Callable:
+    """A sink for the evaluator's predictions: each (H, W) label map, taken as the next item
+    of `order` (the indices of `ds` in the order evaluated), becomes `<id or index>.png`."""
+    names = getattr(ds, "ids", None) or [f"{i:06d}" for i in range(len(ds))]
+    order, out = iter(order), Path(out_dir)
+
+    def write(preds: list[torch.Tensor]) -> None:
+        for pred in preds:
+            save_palette_png(pred.cpu(), out / f"{names[next(order)]}.png")
+    return write

@@ -1,0 +1,83 @@
+"""Segmentation metrics from confusion matrices, and mAP from additive score histograms."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from vitmae.tasks import build_task
+from vitmae.tasks.metrics import (
+    average_precision,
+    background_baseline,
+    confusion_matrix,
+    score_histograms,
+    segmentation_metrics,
+)
+from vitmae.tasks.multilabel import BINS
+
+
+def test_segmentation_metrics_by_hand_with_void():
+    target = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 255]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 0, 2, 1]])  # the two void pixels are not counted
+    cm = confusion_matrix(pred, target, K=4, ignore_index=255)
+    assert cm.tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
+    m = segmentation_metrics(cm, ["bg", "a", "b", "never"])
+    # IoU = tp / (truth + pred - tp): bg 1/(2+2-1), a 2/(2+3-2), b 1/(2+1-1); 'never' 0/0
+    assert m["per_class_iou"]["bg"] == pytest.approx(1 / 3)
+    assert m["per_class_iou"]["a"] == pytest.approx(2 / 3)
+    assert m["per_class_iou"]["b"] == pytest.approx(1 / 2)
+    assert math.isnan(m["per_class_iou"]["never"])
+    assert m["miou"] == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)  # NaN class left out
+    assert m["pixel_acc"] == pytest.approx(4 / 6)
+    assert m["mean_class_acc"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    base = background_baseline(cm)
+    # everything class 0: bg IoU 2/6, a and b 0 -> mIoU over the three present classes
+    assert base["baseline_pixel_acc"] == pytest.approx(2 / 6)
+    assert base["baseline_miou"] == pytest.approx((2 / 6) / 3)
+
+
+def test_void_never_counts_and_labels_out_of_range_raise():
+    cm = confusion_matrix(torch.tensor([3, 0]), torch.tensor([255, 0]), K=2, ignore_index=255)
+    assert cm.sum() == 1
+    with pytest.raises(ValueError, match="labels outside"):
+        confusion_matrix(torch.tensor([0]), torch.tensor([255]), K=2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_average_precision_matches_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    N, K = 600, 6
+    targets = (rng.random((N, K)) < rng.uniform(0.05, 0.5, K)).astype(np.int64)
+    logits = rng.normal(size=(N, K)) + 1.5 * targets * rng.uniform(0, 1, K)
+    scores = 1 / (1 + np.exp(-logits))
+    pos, neg = score_histograms(torch.from_numpy(scores), torch.from_numpy(targets), BINS)
+    ap = average_precision(pos, neg)
+    expect = [average_precision_score(targets[:, k], scores[:, k]) for k in range(K)]
+    np.testing.assert_allclose(ap.numpy(), expect, atol=1e-3)
+
+
+def test_histograms_add_across_shards_and_class_without_positives_is_nan():
+    g = torch.Generator().manual_seed(0)
+    scores, targets = torch.rand(50, 3, generator=g), torch.rand(50, 3, generator=g) < 0.3
+    targets[:, 2] = False
+    whole = score_histograms(scores, targets, 100)
+    halves = [score_histograms(scores[s], targets[s], 100) for s in (slice(0, 20), slice(20, 50))]
+    assert torch.equal(whole[0], halves[0][0] + halves[1][0])
+    assert torch.equal(whole[1], halves[0][1] + halves[1][1])
+    ap = average_precision(*whole)
+    assert not ap[:2].isnan().any() and ap[2].isnan()
+
+
+def test_multilabel_evaluator_reports_map_accuracies_and_baseline():
+    targets = torch.tensor([[1.0, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    logits = torch.tensor([[3.0, -2, -1], [-1, 2, -3], [2, -1, -2], [-2, -2, -2]])
+    ev = build_task("multilabel", num_classes=3, classes=["a", "b", "c"]).evaluator()
+    ev.update(lambda imgs: logits, (torch.zeros(4, 3, 8, 8), targets))
+    r = ev.result()
+    assert r["n"] == 4 and r["map_classes"] == 2  # class 'c' has no positive: left out
+    assert r["map"] == pytest.approx(1.0)  # every positive outscores every negative
+    assert r["per_label_acc"] == pytest.approx(11 / 12)  # one miss: image 2, label b
+    assert r["exact_match"] == pytest.approx(3 / 4)
+    assert r["baseline_per_label_acc"] == pytest.approx(8 / 12)
