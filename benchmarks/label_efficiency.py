@@ -165,12 +165,10 @@ def latest(results: Path) -> list[dict]:
 
 def draw(table: list[dict], path: Path) -> None:
     """Top-1 against the labelled fraction (log x), one line per start."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    fig = Figure(figsize=(6.5, 3.5))
+    ax = fig.subplots()
     for init in dict.fromkeys(r["init"] for r in table):
         rows = sorted((r["fraction"], r["top1"]) for r in table
                       if r["init"] == init and r["top1"] is not None)
@@ -184,7 +182,6 @@ def draw(table: list[dict], path: Path) -> None:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -99,3 +99,32 @@ def test_imports_have_no_cycle():
 def test_a_cycle_is_found():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+PROCESS_WIDE = {("matplotlib", "use"), ("os", "chdir"), ("torch", "manual_seed"),
+                ("torch", "set_num_threads")}  # settings of the whole process
+
+
+def _process_wide_calls(tree: ast.AST) -> set[str]:
+    """`module.function(...)` calls in `tree` that change a process-wide setting."""
+    return {f"{f.value.id}.{f.attr}" for node in ast.walk(tree) if isinstance(node, ast.Call)
+            for f in [node.func] if isinstance(f, ast.Attribute)
+            and isinstance(f.value, ast.Name) and (f.value.id, f.attr) in PROCESS_WIDE}
+
+
+# the commands that own their process set its threads, seeds and allocator
+PROCESS_OWNERS = ("vitmae.cli", "vitmae.train.runner", "vitmae.distributed", "vitmae.__main__")
+# a shard worker sets the intra-op threads of its own thread, which the caller does not share
+THREAD_LOCAL = {"vitmae.train.shards: torch.set_num_threads"}
+
+
+def test_library_functions_leave_process_wide_settings_alone():
+    found = {f"{name}: {call}" for name, path in MODULES.items()
+             if not name.startswith(PROCESS_OWNERS)
+             for call in _process_wide_calls(ast.parse(path.read_text()))}
+    assert not found - THREAD_LOCAL, sorted(found - THREAD_LOCAL)
+
+
+def test_a_process_wide_call_is_found():
+    tree = ast.parse("import os\nos.chdir('x')\nmatplotlib.use('Agg')\nos.path.join('a')")
+    assert _process_wide_calls(tree) == {"os.chdir", "matplotlib.use"}

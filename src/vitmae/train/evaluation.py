@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from vitmae.config import Config
 from vitmae.data import build_dataset
 from vitmae.data.loader import make_loader
@@ -20,6 +18,7 @@ from vitmae.runs.folder import run_dir_of
 from vitmae.tasks import build_task
 from vitmae.train.engine import run_evaluator
 from vitmae.train.runner import setup
+from vitmae.viz.figures import save_confusion
 from vitmae.viz.segmentation import palette_writer
 
 
@@ -62,30 +61,3 @@ def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None
         log(f"confusion matrix: {out / 'confusion_matrix.csv'}, {out / 'confusion_matrix.png'}")
     (out / "metrics.json").write_text(json.dumps(result, indent=1))
     return result
-
-
-def save_confusion(cm: torch.Tensor, names: list[str], out: Path) -> None:
-    """(K, K) counts, rows = truth, as CSV and as a PNG heat map."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = ["truth\\pred," + ",".join(names)]
-    for name, row in zip(names, cm.tolist(), strict=True):
-        rows.append(f"{name}," + ",".join(str(int(v)) for v in row))
-    (out / "confusion_matrix.csv").write_text("\n".join(rows) + "\n")
-    K = len(names)
-    fig, ax = plt.subplots(figsize=(1 + 0.45 * K, 1 + 0.45 * K))
-    ax.imshow(cm.numpy(), cmap="Blues")
-    ax.set_xticks(range(K), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(K), names, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if K <= 12:
-        for i in range(K):
-            for j in range(K):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6)
-    fig.tight_layout()
-    fig.savefig(out / "confusion_matrix.png", dpi=120)
-    plt.close(fig)

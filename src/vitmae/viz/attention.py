@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from vitmae.config import Config
 from vitmae.data import build_dataset
@@ -43,15 +44,11 @@ def attention_panels(model: InferenceModel, imgs: torch.Tensor) -> dict[str, tor
 
 def save_attention_grid(panels: dict[str, torch.Tensor], path: Path, title: str = "") -> Path:
     """One row per image: the image, then each map drawn over it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     images = panels["image"]
     names = list(panels)
     n = images.shape[0]
-    fig, axes = plt.subplots(n, len(names), figsize=(1.8 * len(names), 1.8 * n), squeeze=False)
+    fig = Figure(figsize=(1.8 * len(names), 1.8 * n))
+    axes = fig.subplots(n, len(names), squeeze=False)
     for i in range(n):
         img = images[i].permute(1, 2, 0).numpy()  # (S, S, C)
         grey = img.shape[-1] == 1
