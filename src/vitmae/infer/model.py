@@ -33,7 +33,7 @@ from vitmae.runs.checkpoint import read_weights
 from vitmae.runs.folder import read_data_info, run_dir_of
 from vitmae.variants import FROM_WEIGHTS
 from vitmae.weights import read_source
-from vitmae.weights.encoder import encoder_state
+from vitmae.weights.keys import encoder_state, is_mae
 from vitmae.weights.pretrained import adopt_source, load_into
 
 FEATURES = "features"  # the task of an encoder without a head (MAE runs, headless weights)
@@ -95,7 +95,7 @@ def _open_run(path: Path, log) -> InferenceModel:
     info = read_data_info(run) or _data_info_from_dataset(cfg, run, log)
     C = info["in_chans"]
     pre = for_dataset(info["dataset"], cfg.data.img_size, C, info["mean"], info["std"])
-    if any(k.startswith("decoder_") for k in state):  # an MAE run: its encoder
+    if is_mae(state):  # an MAE run: its encoder
         encoder = build_vit(cfg.model, cfg.data.img_size, C, num_classes=0)
         encoder.load_state_dict(encoder_state(state), strict=True)
         return InferenceModel(FEATURES, pre, None, 0, str(path), encoder.eval(), encoder)

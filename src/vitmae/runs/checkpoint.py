@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from vitmae.errors import CheckpointError
 
@@ -226,10 +226,40 @@ def safe_torch_load(path: Path) -> Any:
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
 
+WRAPPERS = ("model", "state_dict", "module")  # keys a torch file may keep its state dict under
+
+
+def read_state_file(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, safetensors metadata or {}) of one weights file: safetensors (known by its
+    suffix or its header, whatever the name), or a torch file loaded weights only, its state
+    dict bare or under 'model' / 'state_dict' / 'module' (official MAE files keep it under
+    'model'), DDP's 'module.' prefix removed. The one reader of weights files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    with open(path, "rb") as f:
+        head = f.read(16)  # safetensors: 8-byte header length, then the JSON header
+    if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+                return {k: f.get_tensor(k) for k in f.keys()}, meta  # noqa: SIM118
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    obj = safe_torch_load(path)
+    for key in WRAPPERS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not obj or not all(
+            isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict (names -> tensors), bare or under "
+                              f"'model' / 'state_dict'; found {type(obj).__name__}")
+    return {k.removeprefix("module."): v for k, v in obj.items()}, {}
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a .safetensors file, a torch file (weights only), a checkpoint folder,
-    or a run folder (its newest good checkpoint). Public MAE `.pth` files keep weights under
-    'model'."""
+    """A state dict from a weights file (`read_state_file`), a checkpoint folder, or a run
+    folder (its newest good checkpoint)."""
     path = Path(path)
     if path.is_dir():
         if (path / "model.safetensors").is_file():
@@ -240,16 +270,4 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
             if ckpt is None:
                 raise CheckpointError(f"{path}: no usable checkpoint (no ckpt-* folder verifies)")
             path = ckpt / "model.safetensors"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
-    obj = safe_torch_load(path)
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        obj = obj["model"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a dict of tensors (a state dict)")
-    return obj
+    return read_state_file(path)[0]

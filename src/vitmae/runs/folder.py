@@ -21,11 +21,10 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import load_file
 
 from vitmae import distributed as dist
 from vitmae.errors import PathError
-from vitmae.runs.checkpoint import list_checkpoints
+from vitmae.runs.checkpoint import list_checkpoints, read_state_file
 
 
 def git_commit() -> str | None:
@@ -152,7 +151,7 @@ def run_differences(run: str | Path, reference: str | Path) -> list[str]:
     ckpts = [list_checkpoints(r) for r in (run, reference)]
     if not ckpts[0] or not ckpts[1] or ckpts[0][-1].name != ckpts[1][-1].name:
         return [f"newest checkpoint: {[c[-1].name if c else None for c in ckpts]}"]
-    a, b = (load_file(str(c[-1] / "model.safetensors")) for c in ckpts)
+    a, b = (read_state_file(c[-1] / "model.safetensors")[0] for c in ckpts)
     out = [f"weight {k}" for k in sorted(a.keys() | b.keys())
            if k not in a or k not in b or not torch.equal(a[k], b[k])]
     ra, rb = metric_records(run), metric_records(reference)

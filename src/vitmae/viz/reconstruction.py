@@ -18,6 +18,7 @@ from vitmae.models.mae import build_mae, patchify, unpatchify
 from vitmae.runs.checkpoint import read_weights
 from vitmae.viz.figures import denormalize, save_grid
 from vitmae.viz.segmentation import save_segmentation_grid
+from vitmae.weights.keys import is_mae
 
 
 @torch.no_grad()
@@ -50,7 +51,7 @@ def run_visualize(cfg: Config, checkpoint: str | Path, out: str | Path, n: int =
     state = read_weights(checkpoint)
     batch = [ds[i] for i in range(min(n, len(ds)))]
     imgs = torch.stack([b[0] for b in batch])  # (n, C, H, W)
-    if any(k.startswith("decoder_") for k in state):
+    if is_mae(state):
         model = build_mae(cfg.model, cfg.data.img_size, ds.in_chans)
         model.load_state_dict(state)
         panels = mae_reconstruction(model, imgs, seed=cfg.run.seed)

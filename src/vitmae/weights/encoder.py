@@ -16,15 +16,7 @@ import torch
 from vitmae.errors import CheckpointError
 from vitmae.models.pos_embed import resample_pos_embed
 from vitmae.models.vit import VisionTransformer
-
-DECODER_KEYS = ("decoder_", "mask_token")
-
-
-def encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Keep the encoder's weights of an MAE or ViT state dict, without the 'encoder.' prefix."""
-    if any(k.startswith("encoder.") for k in state):
-        return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    return {k: v for k, v in state.items() if not k.startswith(DECODER_KEYS)}
+from vitmae.weights.keys import encoder_state
 
 
 def load_encoder(encoder: VisionTransformer, state: dict[str, torch.Tensor],

@@ -25,7 +25,7 @@ from vitmae.runs.folder import run_dir_of
 from vitmae.variants import CNN_ARCHS, VARIANTS
 from vitmae.weights.arch import guess_num_heads, infer_arch
 from vitmae.weights.hf import common_to_hf
-from vitmae.weights.source import DECODER_KEYS, _unprefix
+from vitmae.weights.keys import has_encoder_prefix, is_mae, split_decoder, unprefix
 
 FORMATS = ("timm", "hf", "mae")
 
@@ -50,9 +50,8 @@ def run_state(path: str | Path) -> tuple[dict, dict[str, torch.Tensor], str]:
         raise ExportError(f"{path}: a {arch} run has no ViT weights to write; its "
                           f"model.safetensors holds torchvision's names (encoder.*, head.*)")
     raw = read_weights(path)
-    kind = "mae" if any(k.startswith(DECODER_KEYS) for k in raw) else (
-        "segment" if any(k.startswith("encoder.") for k in raw) else "classify")
-    state = _unprefix(raw)
+    kind = "mae" if is_mae(raw) else "segment" if has_encoder_prefix(raw) else "classify"
+    state = unprefix(raw)
     if any(k.startswith("patch_embed.stem.") for k in state):
         raise ExportError(f"{path}: a hybrid model's convolutional stem (model.stem=conv) has no "
                           f"counterpart in timm, HuggingFace or MAE")
@@ -73,7 +72,7 @@ def export_run(path: str | Path, fmt: str, out: str | Path,
         raise ExportError(f"{path}: a segmentation run exports its encoder to timm only "
                           f"(HuggingFace and MAE have no layout for its decode head)")
     if fmt == "timm":
-        encoder = {k: v for k, v in state.items() if not k.startswith(DECODER_KEYS)}
+        encoder = split_decoder(state)[0]
         out.parent.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in encoder.items()}, str(out),
                   metadata=_stats_metadata(cfg))

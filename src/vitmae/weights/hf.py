@@ -16,6 +16,7 @@ import re
 import torch
 
 from vitmae.weights.arch import UnknownLayout
+from vitmae.weights.keys import DECODER_KEYS
 
 # Block sub-modules: HuggingFace (published names, transformers 5 names) -> timm.
 BLOCK_PARTS = {
@@ -108,7 +109,7 @@ def common_to_hf(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch
                     out[f"{base}.{name}.{kind}"] = chunk.clone()
             else:
                 out[f"{base}.{HF_BLOCK[part]}.{kind}"] = value
-        elif key.startswith(("decoder_", "mask_token")):
+        elif key.startswith(DECODER_KEYS):
             out[f"decoder.{key}"] = value
         elif key.startswith("head."):
             out[f"classifier.{key.split('.')[-1]}"] = value

@@ -20,6 +20,7 @@ from vitmae.weights import Source, read_source
 from vitmae.weights.adapt import adapt_channels, resize_patch_weight
 from vitmae.weights.arch import guess_num_heads
 from vitmae.weights.encoder import load_encoder
+from vitmae.weights.keys import split_decoder
 
 LAYOUT = ("mlp_ratio", "qkv_bias", "class_token", "rope", "stem")
 # What a format's position table is: learned (timm, HuggingFace ViT) or fixed sin-cos (MAE).
@@ -150,7 +151,7 @@ def fit_stem(encoder: VisionTransformer, src: Source, state: dict[str, torch.Ten
 def load_decoder(mae: torch.nn.Module, src: Source, log=print) -> bool:
     """Load the source's MAE decoder into `mae` when every key and shape matches; else keep
     the fresh one and say why. -> whether it was loaded."""
-    own = {k: v for k, v in mae.state_dict().items() if not k.startswith("encoder.")}
+    own = split_decoder(mae.state_dict())[1]
     if not src.decoder:
         log("decoder: the weights have none; a fresh decoder is trained")
         return False

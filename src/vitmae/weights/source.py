@@ -20,16 +20,13 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors import SafetensorError, safe_open
 
-from vitmae.runs.checkpoint import CheckpointError, read_weights, safe_torch_load
+from vitmae.runs.checkpoint import CheckpointError, read_state_file, read_weights
 from vitmae.runs.folder import run_dir_of
 from vitmae.variants import VARIANTS
 from vitmae.weights.arch import UnknownLayout, infer_arch
 from vitmae.weights.hf import hf_to_common, is_hf
-
-DECODER_KEYS = ("decoder_", "mask_token")
-WRAPPERS = ("model", "state_dict", "module")
+from vitmae.weights.keys import has_encoder_prefix, is_mae, split_decoder, unprefix
 
 
 @dataclass
@@ -51,35 +48,6 @@ def _stats(text: str | None) -> tuple[float, ...] | None:
     return tuple(float(x) for x in text.split(",")) if text else None
 
 
-def _torch_state(path: Path) -> dict[str, torch.Tensor]:
-    """A torch file's state dict, unwrapped from 'model' / 'state_dict' / 'module'."""
-    obj = safe_torch_load(path)
-    for key in WRAPPERS:
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not obj or not all(
-            isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state dict (names -> tensors), bare or under "
-                              f"'model' / 'state_dict'; found {type(obj).__name__}")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
-
-
-def _file_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state, safetensors metadata) of a weights file."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such weights file")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    if path.suffix == ".safetensors" or (len(head) >= 9 and head[8:9] == b"{"):
-        try:
-            with safe_open(str(path), "pt") as f:
-                meta = f.metadata() or {}
-                return {k: f.get_tensor(k) for k in f.keys()}, meta  # noqa: SIM118
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
-    return _torch_state(path), {}
-
-
 def _read_hf(folder: Path) -> Source:
     config = json.loads((folder / "config.json").read_text())
     files = [folder / n for n in ("model.safetensors", "pytorch_model.bin")
@@ -90,7 +58,7 @@ def _read_hf(folder: Path) -> Source:
     if config.get("model_type") not in ("vit", "vit_mae"):
         raise CheckpointError(f"{folder}/config.json: model_type {config.get('model_type')!r}; "
                               f"expected 'vit' or 'vit_mae'")
-    state, meta = _file_state(files[0])
+    state, meta = read_state_file(files[0])
     try:
         common = hf_to_common(state)
     except ValueError as e:
@@ -115,8 +83,7 @@ def _read_hf(folder: Path) -> Source:
 
 def _split(path: Path, fmt: str, state: dict[str, torch.Tensor]) -> Source:
     """Separate encoder and decoder keys and read the architecture."""
-    encoder = {k: v for k, v in state.items() if not k.startswith(DECODER_KEYS)}
-    decoder = {k: v for k, v in state.items() if k.startswith(DECODER_KEYS)}
+    encoder, decoder = split_decoder(state)
     try:
         arch = infer_arch(encoder)
     except UnknownLayout as e:
@@ -146,7 +113,7 @@ def read_source(path: str | Path) -> Source:
         return _read_hf(path)
     if path.is_dir() or (path.name == "model.safetensors" and _run_config(path.parent)):
         return _read_vitmae(path)
-    state, meta = _file_state(path)
+    state, meta = read_state_file(path)
     if is_hf(state):
         try:
             src = _split(path, "hf", hf_to_common(state))
@@ -154,11 +121,10 @@ def read_source(path: str | Path) -> Source:
             raise CheckpointError(f"{path}: {e}") from None
         src.notes.append("HuggingFace weights without their config.json: the head count is "
                          "guessed; give the folder to read it")
-    elif any(k.startswith("encoder.") for k in state):
-        src = _split(path, "vitmae", _unprefix(state))
+    elif has_encoder_prefix(state):
+        src = _split(path, "vitmae", unprefix(state))
     else:
-        src = _split(path, "mae" if any(k.startswith(DECODER_KEYS) for k in state) else "timm",
-                     state)
+        src = _split(path, "mae" if is_mae(state) else "timm", state)
     src.mean, src.std = _stats(meta.get("mean")), _stats(meta.get("std"))
     return src
 
@@ -166,7 +132,7 @@ def read_source(path: str | Path) -> Source:
 def _read_vitmae(path: Path) -> Source:
     """A vitmae run folder or checkpoint: weights through the verified reader, sizes and
     normalisation from the run's config.yaml."""
-    src = _split(path, "vitmae", _unprefix(read_weights(path)))
+    src = _split(path, "vitmae", unprefix(read_weights(path)))
     cfg = _run_config(path if path.is_dir() else path.parent)
     if cfg:
         model = cfg.get("model", {})
@@ -181,12 +147,3 @@ def _read_vitmae(path: Path) -> Source:
         if data.get("mean"):
             src.mean, src.std = tuple(data["mean"]), tuple(data["std"])
     return src
-
-
-def _unprefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """MAE and segmentation runs keep the encoder under 'encoder.': strip it, keep the MAE
-    decoder, drop the rest (a segmentation head)."""
-    if not any(k.startswith("encoder.") for k in state):
-        return state
-    return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")} | {
-        k: v for k, v in state.items() if k.startswith(DECODER_KEYS)}
