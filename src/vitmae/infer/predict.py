@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from vitmae.data.palette import save_palette_png, voc_palette
 from vitmae.errors import UsageError
 from vitmae.infer.image_files import image_batches
 from vitmae.infer.model import FEATURES, InferenceModel
+from vitmae.tasks.segment import label_map
 
 
 def run_predict(model: InferenceModel, paths: Sequence[Path], out: str | Path | None = None,
@@ -106,12 +106,6 @@ def mask_paths(paths: Sequence[Path], out: Path) -> dict[Path, Path]:
 
 def overlay_path(mask_path: Path) -> Path:
     return mask_path.with_suffix(".overlay.png")
-
-
-def label_map(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """logits (K, S, S) -> (H0, W0) class indices at the original size `size` = (H0, W0)."""
-    return F.interpolate(logits[None], size=size, mode="bilinear",
-                         align_corners=False)[0].argmax(0)  # (K, H0, W0) -> (H0, W0)
 
 
 def overlay(image: Image.Image, mask: torch.Tensor, alpha: float = 0.5) -> Image.Image:

@@ -58,7 +58,7 @@ class RunDir:
 
     def __init__(self, path: str | Path, sinks: list | None = None):
         self.path = Path(path)
-        self.metrics_path = self.path / "metrics.jsonl"
+        self.metrics_path = self.path / METRICS
         self.sinks = sinks or []  # objects with write(record) and close()
 
     def __enter__(self) -> RunDir:
@@ -80,7 +80,7 @@ class RunDir:
             info = {"stage": stage, "git_commit": git_commit(), "command": sys.argv,
                     "cwd": os.getcwd(), "world_size": dist.world_size(),
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions()}
-            (run.path / "run.json").write_text(json.dumps(info, indent=1))
+            (run.path / RUN_INFO).write_text(json.dumps(info, indent=1))
         dist.barrier()
         return run
 
@@ -128,6 +128,8 @@ class RunDir:
 
 
 DATA_INFO = "dataset.json"
+RUN_INFO = "run.json"
+METRICS = "metrics.jsonl"
 
 
 def read_data_info(run: str | Path) -> dict | None:
@@ -136,13 +138,25 @@ def read_data_info(run: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def read_run_info(run: str | Path) -> dict:
+    """The run's run.json (commit, command, versions, start); {} when it has none."""
+    path = Path(run) / RUN_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+# keys of a metrics.jsonl record that are not measurements of the model
+COUNTS = ("epoch", "step", "n")  # the x axis, and evaluation counts
 TIMING = ("img_s", "peak_mem_mb")  # differ between any two runs of the same config
+NOTES = ("skipped_files", "map_classes")  # bookkeeping of the data read
+NOT_METRICS = COUNTS + TIMING + NOTES
 
 
 def metric_records(run: str | Path, ignore: tuple[str, ...] = TIMING) -> list[dict]:
-    """The records of a run's metrics.jsonl, without the timing fields."""
-    lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(x).items() if k not in ignore} for x in lines]
+    """The records of a run's metrics.jsonl without the keys `ignore` (by default the timing
+    fields); [] when the run has logged nothing yet."""
+    path = Path(run) / METRICS
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [{k: v for k, v in json.loads(x).items() if k not in ignore} for x in lines if x.strip()]
 
 
 def run_differences(run: str | Path, reference: str | Path) -> list[str]:

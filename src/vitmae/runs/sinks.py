@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vitmae.config import ConfigError
+from vitmae.errors import ConfigError
+from vitmae.runs.folder import COUNTS
 
 PICTURE = "_png"  # a record key ending so holds a PNG path relative to the run folder
-NOT_SCALARS = ("epoch", "step", "n")  # the x axis, and evaluation counts
+NOT_SCALARS = COUNTS  # the x axis, and evaluation counts
 
 
 def require_tensorboard():

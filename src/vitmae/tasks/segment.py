@@ -44,9 +44,14 @@ def predict(model, imgs: torch.Tensor, sizes: torch.Tensor | None = None) -> lis
     logits = model(imgs).float()  # (B, K, H, W)
     if sizes is None:
         return list(logits.argmax(1))
-    return [F.interpolate(lg[None], size=tuple(s.tolist()), mode="bilinear",
-                          align_corners=False)[0].argmax(0)  # (K, H0, W0) -> (H0, W0)
-            for lg, s in zip(logits, sizes, strict=True)]
+    return [label_map(lg, tuple(s.tolist())) for lg, s in zip(logits, sizes, strict=True)]
+
+
+def label_map(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """logits (K, S, S) -> (H0, W0) class indices at the original size `size` = (H0, W0):
+    the logits are resized, then the argmax taken (argmax first would resize labels)."""
+    return F.interpolate(logits[None], size=size, mode="bilinear",
+                         align_corners=False)[0].argmax(0)  # (K, H0, W0) -> (H0, W0)
 
 
 class SegmentEvaluator:

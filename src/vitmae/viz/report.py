@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from vitmae.runs.folder import NOT_METRICS, metric_records, read_run_info
 from vitmae.runs.sinks import PICTURE
 from vitmae.viz.report_curves import curve_figures
 
@@ -28,7 +29,6 @@ SECTIONS = {"runs": "Runs", "metrics": "Final metrics", "curves": "Curves",
             "reconstructions": "Reconstructions over time", "confusion": "Confusion matrices",
             "segmentation": "Segmentation", "config": "Config"}
 MAX_GRIDS = 6  # reconstruction grids shown per run, evenly spaced over its epochs
-NOT_METRICS = ("epoch", "step", "n", "peak_mem_mb", "img_s", "skipped_files", "map_classes")
 BASELINES = ("Trivial baseline: classification, the test set's most frequent class; "
              "segmentation, every pixel background; multi-label, every label negative; "
              "k-NN and linear probe, the test split's most frequent class")
@@ -73,17 +73,15 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 
 def _start_time(run: Path) -> tuple[str, int]:
     """run.json's start (to the second), then config.yaml's time (written at the start)."""
-    return _read_json(run / "run.json").get("started", ""), (run / "config.yaml").stat().st_mtime_ns
+    return read_run_info(run).get("started", ""), (run / "config.yaml").stat().st_mtime_ns
 
 
 def load_run(path: Path, name: str) -> Run:
-    lines = (path / "metrics.jsonl").read_text().splitlines() \
-        if (path / "metrics.jsonl").is_file() else []
     evaluation = _read_json(path / "eval" / "metrics.json")
     if "top1" in evaluation and (path / "eval" / "confusion_matrix.csv").is_file():
         evaluation["baseline_top1"] = majority_share(path / "eval" / "confusion_matrix.csv")
-    return Run(path, name, _read_json(path / "run.json"), (path / "config.yaml").read_text(),
-               [json.loads(x) for x in lines if x.strip()], evaluation)
+    return Run(path, name, read_run_info(path), (path / "config.yaml").read_text(),
+               metric_records(path, ignore=()), evaluation)
 
 
 def majority_share(csv: Path) -> float:

@@ -14,9 +14,12 @@ import math
 
 from matplotlib.figure import Figure
 
+from vitmae.runs.folder import NOT_METRICS
+
 SPLITS = ("train", "val", "monitor")  # panel order
 FIRST = ("loss", "lr")  # within a split, then the order in which keys first appear
-SKIP = ("epoch", "step", "n", "peak_mem_mb", "skipped_files", "map_classes")
+# every number but the counts, memory and bookkeeping; throughput (img_s) is drawn too
+SKIP = tuple(k for k in NOT_METRICS if k != "img_s")
 COLUMNS = 3
 
 Series = dict[tuple[str, str], tuple[list[float], list[float]]]  # (split, key) -> (x, y)
