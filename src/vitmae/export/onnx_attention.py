@@ -26,7 +26,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from vitmae.models.vit import Attention, Mlp
+from vitmae.models.vit import Attention, Mlp, split_heads
 
 DOMAIN = "com.microsoft"
 
@@ -39,8 +39,7 @@ class _FusedAttention(torch.autograd.Function):
                 num_heads: int) -> torch.Tensor:
         """x (B, N, D), weight (D, 3D), bias (3D,) -> (B, N, D); traced for shapes only."""
         B, N, D = x.shape
-        qkv = (x @ weight + bias).reshape(B, N, 3, num_heads, D // num_heads)  # (B, N, 3, nh, hd)
-        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x (B, nh, N, hd)
+        q, k, v = split_heads(x @ weight + bias, num_heads)  # 3 x (B, nh, N, hd)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
         return out.transpose(1, 2).reshape(B, N, D)  # (B, N, D)
 

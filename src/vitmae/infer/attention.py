@@ -19,16 +19,14 @@ from __future__ import annotations
 import torch
 
 from vitmae.models.rope import rotate
-from vitmae.models.vit import Attention, VisionTransformer
+from vitmae.models.vit import Attention, VisionTransformer, split_heads
 
 
 def block_attention(attn: Attention, x: torch.Tensor,
                     rope: torch.Tensor | None = None) -> torch.Tensor:
     """x (B, N, D), the block's normalised input -> (B, nh, N, N) attention weights."""
-    B, N, D = x.shape
-    hd = D // attn.num_heads
-    qkv = attn.qkv(x).reshape(B, N, 3, attn.num_heads, hd)  # (B, N, 3, nh, hd)
-    q, k = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)  # (B, nh, N, hd) each
+    q, k, _ = split_heads(attn.qkv(x), attn.num_heads)  # (B, nh, N, hd) each
+    hd = q.shape[-1]
     if rope is not None:
         q, k = rotate(q, rope), rotate(k, rope)
     return (q @ k.transpose(-2, -1) * hd ** -0.5).softmax(dim=-1)  # (B, nh, N, N)

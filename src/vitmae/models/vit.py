@@ -90,6 +90,16 @@ class DropPath(nn.Module):
         return x * keep.div_(1 - self.p)  # scale the (B, 1, 1) mask, not the activations
 
 
+def split_heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, ...]:
+    """The fused projection's output qkv (B, N, 3D) -> q, k, v, each (B, nh, N, hd): timm's
+    layout of the qkv weight (all heads' q, then k, then v). Split on the qkv axis before
+    moving heads forward: the backward then stacks the three gradients straight into the
+    (B, N, 3, nh, hd) layout (no extra copy)."""
+    B, N, D3 = qkv.shape
+    qkv = qkv.reshape(B, N, 3, num_heads, D3 // (3 * num_heads))  # (B, N, 3, nh, hd)
+    return tuple(t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x (B, nh, N, hd)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection and SDPA; queries and keys are
     rotated when a RoPE table is given (`vitmae.models.rope`)."""
@@ -105,10 +115,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rope: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, N, D), rope None or (2, B or 1, 1, N, hd) -> (B, N, D)."""
         B, N, D = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)  # (B, N, 3, nh, hd)
-        # Split on the qkv axis before moving heads forward: the backward then stacks the
-        # three gradients straight into the (B, N, 3, nh, hd) layout (no extra copy).
-        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x (B, nh, N, hd)
+        q, k, v = split_heads(self.qkv(x), self.num_heads)  # 3 x (B, nh, N, hd)
         if rope is not None:
             q, k = rotate(q, rope), rotate(k, rope)
         x = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
