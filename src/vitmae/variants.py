@@ -34,9 +34,25 @@ FROM_WEIGHTS = "from_weights"  # model.arch: every size from the pretrained file
 SIZE_KEYS = ("patch_size", "embed_dim", "depth", "num_heads")
 
 
+def check_grid(img_size: int | tuple[int, int], patch_size: int) -> None:
+    """The image is cut into whole patches: the rule for the config checks and the patch
+    embeddings alike."""
+    H, W = (img_size, img_size) if isinstance(img_size, int) else img_size
+    if H % patch_size or W % patch_size:
+        raise ConfigError(f"data.img_size: {H}x{W} is not divisible by the patch size "
+                          f"{patch_size}")
+
+
+def check_stem_patch(patch_size: int) -> None:
+    """A convolutional stem halves the image once per stage down to the patch size."""
+    if patch_size < 2 or patch_size & (patch_size - 1):
+        raise ConfigError(f"model.stem: conv needs a power-of-2 patch size >= 2 (one stride-2 "
+                          f"stage per halving), got {patch_size}")
+
+
 def resolve_sizes(arch: str, overrides: dict[str, int | None]) -> dict[str, int]:
     """The variant's sizes with the non-None `overrides` applied; for `from_weights` all four
-    must be given (the pretrained file's). Raises ValueError naming the key."""
+    must be given (the pretrained file's). Raises ConfigError naming the key."""
     if arch == FROM_WEIGHTS:
         missing = [k for k in SIZE_KEYS if overrides.get(k) is None]
         if missing:

@@ -111,7 +111,7 @@ def test_auxiliary_head_reads_a_middle_block_in_training_only():
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(x), logits)  # eval: the main logits only
-        tokens = model.encoder.forward_intermediates(x, model.aux_head.indices)[0]
+        tokens = model.encoder.block_tokens(x, model.aux_head.indices)[0]
         expected = model.aux_head([model.aux_norm(tokens)], (4, 4), x)
     torch.testing.assert_close(aux, expected)  # no dropout anywhere: train == eval
 

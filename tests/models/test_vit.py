@@ -8,8 +8,10 @@ import torch.nn.functional as F
 
 from vitmae.config import ModelConfig
 from vitmae.errors import ConfigError
+from vitmae.models import arch_name
 from vitmae.models.mae import random_masking
-from vitmae.models.vit import VARIANTS, arch_name, resolve_arch
+from vitmae.models.vit import resolve_arch
+from vitmae.variants import VARIANTS
 
 SMALL = [n for n, a in VARIANTS.items() if a["embed_dim"] <= 128]  # cheap to build on a CPU
 

@@ -50,7 +50,7 @@ def test_cli_fails_before_any_compute(tmp_path, capsys):
     code = main(["pretrain", "-c", "digits", *MICRO, "data.img_size=18",
                  f"run.output_dir={tmp_path / 'runs'}"])
     err = capsys.readouterr().err
-    assert code == 2 and "data.img_size: 18 is not divisible by the patch size 4" in err
+    assert code == 2 and "data.img_size: 18x18 is not divisible by the patch size 4" in err
     assert not (tmp_path / "runs").exists()  # no run folder, no data loaded, no model built
 
 

@@ -13,7 +13,14 @@ from typing import Any, Literal
 
 from vitmae.config.schema import Config, PretrainConfig
 from vitmae.errors import ConfigError
-from vitmae.variants import CNN_ARCHS, FROM_WEIGHTS, SIZE_KEYS, resolve_sizes
+from vitmae.variants import (
+    CNN_ARCHS,
+    FROM_WEIGHTS,
+    SIZE_KEYS,
+    check_grid,
+    check_stem_patch,
+    resolve_sizes,
+)
 
 
 def check_value(value: Any, tp: Any, key: str) -> Any:
@@ -114,10 +121,7 @@ def _check_model(cfg: Config) -> None:
         need(bool(cfg.finetune.pretrained or cfg.pretrain.init), "model.arch",
              "from_weights needs finetune.pretrained or pretrain.init")
         return
-    try:
-        arch = resolve_sizes(m.arch, {k: getattr(m, k) for k in SIZE_KEYS})
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    arch = resolve_sizes(m.arch, {k: getattr(m, k) for k in SIZE_KEYS})
     sizes = {**{f"model.{k}": v for k, v in arch.items()},
              **{f"model.{k}": getattr(m, k) for k in ("decoder_embed_dim", "decoder_depth",
                                                        "decoder_num_heads")},
@@ -134,11 +138,9 @@ def _check_model(cfg: Config) -> None:
     need(not m.rope or (arch["embed_dim"] // arch["num_heads"]) % 4 == 0, "model.rope",
          f"needs a head width divisible by 4, got {arch['embed_dim'] // arch['num_heads']}")
     need(m.seg_aux >= 0, "model.seg_aux", f"must be >= 0, got {m.seg_aux}")
-    need(d.img_size % arch["patch_size"] == 0, "data.img_size",
-         f"{d.img_size} is not divisible by the patch size {arch['patch_size']}")
-    p = arch["patch_size"]
-    need(m.stem != "conv" or (p >= 2 and p & (p - 1) == 0), "model.stem",
-         f"conv needs a power-of-2 patch size >= 2 (one stride-2 stage per halving), got {p}")
+    check_grid(d.img_size, arch["patch_size"])
+    if m.stem == "conv":
+        check_stem_patch(arch["patch_size"])
 
 
 def _check_cnn(cfg: Config) -> None:

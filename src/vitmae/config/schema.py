@@ -17,7 +17,7 @@ from vitmae.variants import CnnStem
 
 @dataclass
 class ModelConfig:
-    # a name from vitmae.models.vit.VARIANTS, or "from_weights": every size and layout option
+    # a name from vitmae.variants.VARIANTS, or "from_weights": every size and layout option
     # taken from finetune.pretrained (or pretrain.init); or a CNN baseline (resnet18,
     # vitmae.models.cnn), trained from scratch for classify / multilabel. The ViT options
     # below (sizes, drop_path, pooling, layout, decoder, masking, seg_*) do not apply to it.

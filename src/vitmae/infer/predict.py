@@ -56,7 +56,7 @@ def run_predict(model: InferenceModel, paths: Sequence[Path], out: str | Path | 
             records = [{"path": str(p), "topk": ranked(model, row.softmax(-1), topk)}
                        for p, row in zip(batch.paths, logits, strict=True)]
         elif model.task == "multilabel":
-            records = [{"path": str(p), "labels": over(model, row.sigmoid(), threshold)}
+            records = [{"path": str(p), "labels": labels_above(model, row.sigmoid(), threshold)}
                        for p, row in zip(batch.paths, logits, strict=True)]
         else:
             records = [write_segmentation(model, p, img, lg, names[p])
@@ -74,7 +74,7 @@ def ranked(model: InferenceModel, probs: torch.Tensor, k: int) -> list[dict]:
             for v, i in zip(values, indices, strict=True)]
 
 
-def over(model: InferenceModel, scores: torch.Tensor, threshold: float) -> list[dict]:
+def labels_above(model: InferenceModel, scores: torch.Tensor, threshold: float) -> list[dict]:
     """scores (K,) -> every label scoring at least `threshold`, highest first."""
     order = scores.argsort(descending=True)
     return [{"index": int(i), "class": model.class_name(int(i)), "prob": float(scores[i])}

@@ -17,18 +17,25 @@ from vitmae.models import vit
 from vitmae.models.cnn import CNNClassifier, build_cnn
 from vitmae.models.mae import MaskedAutoencoder, build_mae
 from vitmae.models.segmenter import build_segmenter
-from vitmae.models.vit import VARIANTS, VisionTransformer, build_vit
-from vitmae.variants import CNN_ARCHS
+from vitmae.models.vit import VisionTransformer, build_vit
+from vitmae.variants import CNN_ARCHS, VARIANTS
 
 __all__ = ["VARIANTS", "CNNClassifier", "MaskedAutoencoder", "VisionTransformer", "arch_name",
            "build_finetune_model", "build_mae", "build_vit", "load_finetuned"]
 
 
 def arch_name(model_cfg) -> str:
-    """The model's name for logs: 'resnet18 (cifar stem)', or the ViT variant's (vit.arch_name)."""
+    """The model's name for logs: 'resnet18 (cifar stem)'; for a ViT the variant's name,
+    followed by the sizes that overrides change in it: 'vit_mini_patch8' or
+    'vit_mini_patch8 (patch_size=4, embed_dim=64, num_heads=2)'."""
     if model_cfg.arch in CNN_ARCHS:
         return f"{model_cfg.arch} ({model_cfg.cnn_stem} stem)"
-    return vit.arch_name(model_cfg)
+    arch = vit.resolve_arch(model_cfg)
+    if model_cfg.arch not in VARIANTS:
+        return f"{model_cfg.arch} ({', '.join(f'{k}={v}' for k, v in arch.items())})"
+    base = VARIANTS[model_cfg.arch]
+    changed = [f"{k}={v}" for k, v in arch.items() if base[k] != v]
+    return f"{model_cfg.arch} ({', '.join(changed)})" if changed else model_cfg.arch
 
 
 def build_finetune_model(cfg, in_chans: int, num_classes: int

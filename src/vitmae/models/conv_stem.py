@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vitmae.variants import check_grid, check_stem_patch
+
 
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of each position of a (B, c, H, W) map (ConvNeXt's):
@@ -47,11 +49,8 @@ class StemStage(nn.Module):
 
 def stem_widths(patch_size: int, width: int) -> list[int]:
     """Stage widths: one stride-2 stage per halving down to p, doubling from `width`."""
-    n = patch_size.bit_length() - 1
-    if patch_size < 2 or 1 << n != patch_size:
-        raise ValueError(f"a convolutional stem needs a power-of-2 patch size >= 2 (one "
-                         f"stride-2 stage per halving), got {patch_size}")
-    return [width << i for i in range(n)]
+    check_stem_patch(patch_size)
+    return [width << i for i in range(patch_size.bit_length() - 1)]
 
 
 def keep_map(ids_keep: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -70,8 +69,7 @@ class ConvStem(nn.Module):
                  embed_dim: int, width: int = 32):
         super().__init__()
         H, W = img_size
-        if H % patch_size or W % patch_size:
-            raise ValueError(f"image size {H}x{W} is not divisible by the patch size {patch_size}")
+        check_grid((H, W), patch_size)
         self.img_size, self.patch_size = (H, W), patch_size
         self.grid_size = (H // patch_size, W // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]

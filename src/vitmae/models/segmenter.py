@@ -39,11 +39,11 @@ class Segmenter(nn.Module):
         wanted = levels + self.aux_head.indices if aux else levels
         hw = self.encoder.patch_embed.grid_size
         if getattr(self.head, "stem_skips", False):  # U-Net: the conv stem's maps as skips
-            feats, maps = self.encoder.forward_stem_intermediates(
+            feats, maps = self.encoder.block_tokens_and_stem_maps(
                 x, wanted, generator)  # [(B, L, D)], the stem's maps
             logits = self.head(feats[: len(levels)], hw, x, maps)  # (B, K, H, W)
         else:
-            feats = self.encoder.forward_intermediates(x, wanted, generator)  # each (B, L, D)
+            feats = self.encoder.block_tokens(x, wanted, generator)  # each (B, L, D)
             logits = self.head(feats[: len(levels)], hw, x)  # (B, K, H, W)
         if not aux:
             return logits

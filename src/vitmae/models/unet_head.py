@@ -24,7 +24,7 @@ from vitmae.models.seg_heads import conv_norm_act, tokens_to_grid
 class UNetHead(nn.Module):
     """Tokens of the last block + the conv stem's maps + the image -> (B, K, H, W) logits."""
 
-    stem_skips = True  # the Segmenter passes the stem's maps (`forward_stem_intermediates`)
+    stem_skips = True  # the Segmenter passes the stem's maps (`block_tokens_and_stem_maps`)
 
     def __init__(self, embed_dim: int, num_classes: int, depth: int, stem_widths: list[int],
                  in_chans: int, channels: int = 64, min_channels: int = 16,

@@ -19,23 +19,12 @@ from vitmae.models.conv_stem import ConvStem
 from vitmae.models.masking import kept_ids
 from vitmae.models.pos_embed import sincos_2d
 from vitmae.models.rope import axial_rope, rotate, select
-from vitmae.variants import SIZE_KEYS, VARIANTS, resolve_sizes
+from vitmae.variants import SIZE_KEYS, check_grid, resolve_sizes
 
 
 def resolve_arch(model_cfg) -> dict[str, int]:
     """The variant's sizes with any explicit overrides from a ModelConfig applied."""
     return resolve_sizes(model_cfg.arch, {k: getattr(model_cfg, k) for k in SIZE_KEYS})
-
-
-def arch_name(model_cfg) -> str:
-    """The variant's name, followed by the sizes that overrides change in it (for logs):
-    'vit_mini_patch8' or 'vit_mini_patch8 (patch_size=4, embed_dim=64, num_heads=2)'."""
-    arch = resolve_arch(model_cfg)
-    if model_cfg.arch not in VARIANTS:
-        return f"{model_cfg.arch} ({', '.join(f'{k}={v}' for k, v in arch.items())})"
-    base = VARIANTS[model_cfg.arch]
-    changed = [f"{k}={v}" for k, v in arch.items() if base[k] != v]
-    return f"{model_cfg.arch} ({', '.join(changed)})" if changed else model_cfg.arch
 
 
 def _pair(x: int | Sequence[int]) -> tuple[int, int]:
@@ -53,8 +42,7 @@ class PatchEmbed(nn.Module):
     def __init__(self, img_size, patch_size: int, in_chans: int, embed_dim: int):
         super().__init__()
         H, W = _pair(img_size)
-        if H % patch_size or W % patch_size:
-            raise ConfigError(f"image size {H}x{W} is not divisible by the patch size {patch_size}")
+        check_grid((H, W), patch_size)
         self.img_size, self.patch_size = (H, W), patch_size
         self.grid_size = (H // patch_size, W // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
@@ -261,7 +249,7 @@ class VisionTransformer(nn.Module):
             x = block(x, rope, generator)
         return self.norm(x)
 
-    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int],
+    def block_tokens(self, x: torch.Tensor, indices: Sequence[int],
                               generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Patch tokens after the given blocks (0-based; -1 = last, normalised); drop-path
         draws come from `generator`.
@@ -270,10 +258,10 @@ class VisionTransformer(nn.Module):
         """
         return self.run_blocks(self.embed(x), indices, generator)
 
-    def forward_stem_intermediates(self, x: torch.Tensor, indices: Sequence[int],
+    def block_tokens_and_stem_maps(self, x: torch.Tensor, indices: Sequence[int],
                                    generator: torch.Generator | None = None
                                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """As `forward_intermediates`, plus the convolutional stem's maps for heads with skip
+        """As `block_tokens`, plus the convolutional stem's maps for heads with skip
         connections: x (B, C, H, W) -> ([(B, L, D)], [(B, c_i, H/2^(i+1), W/2^(i+1))])."""
         if not isinstance(self.patch_embed, ConvStem):
             raise ConfigError("the encoder has no convolutional stem (model.stem=conv)")

@@ -4,8 +4,10 @@ threads (`vitmae.train.shards`).
 A step strategy is a context manager (its teardown runs in `with`, whatever happens in the
 loop) and a callable `step(task, batch, last_micro) -> (loss, {name: float})`: the forward
 pass of `task.train_step(model, batch, generator)` under autocast, the backward pass of
-loss / accum_iter into `.grad`, and the non-finite check (a NaN or infinite loss raises
-`NonFiniteLoss` before any backward pass). Under DDP the gradients of every micro-batch but
+loss / accum_iter into `.grad`, and the non-finite check: a NaN or infinite loss raises
+`NonFiniteLoss` before the optimizer step, so the weights never take it in (on one process and
+under DDP before the backward pass; on threads after the shards' backward passes, which have
+only written `.grad`). Under DDP the gradients of every micro-batch but
 an optimizer step's last stay local (`no_sync`), as MAE's `train_one_epoch`.
 """
 
