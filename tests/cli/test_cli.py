@@ -89,6 +89,13 @@ def test_saving_predictions_of_a_classifier_is_an_error_naming_the_task(runs, tm
     assert not list(tmp_path.iterdir())
 
 
+def test_evaluating_an_mae_run_says_to_fine_tune_it_first(runs, capsys):
+    assert main(["evaluate", "--checkpoint", str(runs["pre"])]) == 2
+    err = capsys.readouterr().err
+    assert "an MAE pretraining run" in err and f"finetune.pretrained={runs['pre']}" in err
+    assert "Missing key" not in err and len(err.splitlines()) == 1
+
+
 def test_a_missing_checkpoint_is_an_error(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nothing")]) == 2
     assert "config.yaml" in capsys.readouterr().err
@@ -139,3 +146,15 @@ def test_an_internal_error_keeps_its_traceback(monkeypatch, bug):
     monkeypatch.setattr("vitmae.cli.commands.load_config", broken)
     with pytest.raises(type(bug), match="internal|x"):
         main(["config", "-c", "digits"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["visualize", "--checkpoint", "RUN", "-o", "out.png"],
+    ["report", "RUN", "-o", "out.html"],
+    ["predict", "--checkpoint", "RUN", "img.png", "-o", "out"],
+    ["embed", "--checkpoint", "RUN", "img.png", "-o", "out.npy"],
+])
+def test_o_is_the_short_form_of_out_on_every_command_that_writes_a_file(argv):
+    from vitmae.cli.commands import _parser
+
+    assert _parser().parse_args(argv).out == argv[-1]

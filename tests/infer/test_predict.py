@@ -222,7 +222,8 @@ def test_the_real_vit_tiny_matches_timm_end_to_end(tmp_path):
     ref = timm.create_model("vit_tiny_patch16_224", pretrained=True,
                             pretrained_cfg_overlay={"file": str(path)}).eval()
     model = open_model(path, log=lambda _: None)
-    assert model.task == "classify" and model.num_classes == 1000 and model.classes is None
+    assert model.task == "classify" and model.num_classes == 1000
+    assert model.classes[0] == "tench, Tinca tinca" and len(model.classes) == 1000
     rng = np.random.default_rng(3)
     small = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
     photo = Image.fromarray(small).resize((400, 300), Image.BICUBIC)  # smooth, not square
@@ -237,3 +238,4 @@ def test_the_real_vit_tiny_matches_timm_end_to_end(tmp_path):
     rc, lines, _ = cli(["predict", "--checkpoint", path, tmp_path / "photo.png"])
     (r,) = records(lines).values()
     assert rc == 0 and [t["index"] for t in r["topk"]] == probs.topk(5).indices.tolist()
+    assert [t["class"] for t in r["topk"]] == [model.classes[i] for i in probs.topk(5).indices]

@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--checkpoint", required=True, metavar="PATH",
                            help="run folder, ckpt-* folder or .safetensors file")
         if name == "visualize":
-            p.add_argument("--out", help="PNG path (default: <run>/visualize.png)")
+            p.add_argument("-o", "--out", help="PNG path (default: <run>/visualize.png)")
             p.add_argument("--attention", action="store_true", help="attention maps (rollout "
                            "and the last block's class-token attention per head) instead")
             p.add_argument("--images", nargs="+", metavar="PATH", help="--attention: image "
@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help=text, description=text)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folder, or a folder of run "
                    "folders (a demo's); several runs of one stage are overlaid")
-    p.add_argument("--out", metavar="FILE.html", help="default: report.html in the first RUN")
+    p.add_argument("-o", "--out", metavar="FILE.html", help="default: report.html in the first RUN")
     for p in sub.choices.values():  # also after the command; SUPPRESS keeps an earlier one
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the traceback of an error that is the user's to fix, too")
@@ -108,7 +108,7 @@ def _use_parsers(sub) -> None:
     """The subcommands that use a trained model on new images."""
     p = sub.add_parser("predict", help="classify or segment image files; one JSON line each")
     _preprocess_flags(p)
-    p.add_argument("--out", metavar="DIR", help="segmentation: folder for the palette PNGs "
+    p.add_argument("-o", "--out", metavar="DIR", help="segmentation: folder for the palette PNGs "
                    "and overlays")
     p.add_argument("--topk", type=int, default=5, help="classes per image (classification)")
     p.add_argument("--threshold", type=float, default=0.5, help="multi-label: list the "
@@ -116,7 +116,7 @@ def _use_parsers(sub) -> None:
     p = sub.add_parser("embed", help="encoder features of image files into one .npy (and a "
                        ".csv of their paths)")
     _preprocess_flags(p)
-    p.add_argument("--out", required=True, metavar="FEATS.npy")
+    p.add_argument("-o", "--out", required=True, metavar="FEATS.npy")
     p.add_argument("--pool", choices=("cls", "mean"), help="class token or mean of the patch "
                    "tokens (default: the model's own pooling)")
     p = sub.add_parser("export", help="write a run's model as ONNX (or its weights as timm, "

@@ -36,6 +36,7 @@ from vitmae.weights import read_source
 from vitmae.weights.keys import encoder_state, is_mae
 from vitmae.weights.pretrained import adopt_source, load_into
 
+IMAGENET_CLASSES = 1000  # a timm head of this size is taken as ImageNet-1k
 FEATURES = "features"  # the task of an encoder without a head (MAE runs, headless weights)
 ONNX_INPUT, ONNX_OUTPUT = "pixel_values", "logits"
 ONNX_META = "vitmae"  # the metadata_props key holding `InferenceModel.metadata()` as JSON
@@ -130,8 +131,24 @@ def _open_weights(path: Path, log) -> InferenceModel:
     mean, std = src.mean or IMAGENET_MEAN, src.std or IMAGENET_STD
     pre = for_weights(a["img_size"], a["in_chans"], mean, std, WEIGHTS_CROP_PCT)
     task = "classify" if a["num_classes"] else FEATURES
-    return InferenceModel(task, pre, src.labels, a["num_classes"], str(path), encoder.eval(),
+    labels = src.labels or imagenet_names(src, log)
+    return InferenceModel(task, pre, labels, a["num_classes"], str(path), encoder.eval(),
                           encoder)
+
+
+def imagenet_names(src, log) -> list[str] | None:
+    """The ImageNet-1k class names of a timm file with a 1,000-class head, from the list timm
+    ships (the file itself carries none); None for other heads, or without timm."""
+    if src.format != "timm" or src.arch["num_classes"] != IMAGENET_CLASSES:
+        return None
+    try:
+        from timm.data import ImageNetInfo
+    except ImportError:
+        log(f"{src.path}: a 1,000-class head, named by index (pip install timm for the "
+            f"ImageNet-1k class names)")
+        return None
+    info = ImageNetInfo("imagenet-1k")
+    return [info.index_to_description(i) for i in range(IMAGENET_CLASSES)]
 
 
 def _open_onnx(path: Path) -> InferenceModel:

@@ -20,6 +20,7 @@ from vitmae.train.engine import run_evaluator
 from vitmae.train.runner import setup
 from vitmae.viz.figures import save_confusion
 from vitmae.viz.segmentation import palette_writer
+from vitmae.weights.keys import is_mae
 
 
 def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None = None,
@@ -32,9 +33,16 @@ def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None
     if predictions_dir is not None and cfg.task != "segment":
         raise UsageError(f"saving predictions needs a segmentation run (task: segment), "
                          f"this one has task: {cfg.task}")
+    state = read_weights(checkpoint)
+    if is_mae(state):
+        raise UsageError(f"{checkpoint}: an MAE pretraining run has no {cfg.task} head to "
+                         f"evaluate; fine-tune it first (vitmae finetune -c PRESET "
+                         f"finetune.pretrained={checkpoint}), or read its encoder with vitmae "
+                         f"embed, its k-NN accuracy with pretrain.knn_every, its "
+                         f"reconstructions with vitmae visualize")
     device = setup(cfg)
     ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
-    model = load_finetuned(cfg, read_weights(checkpoint), ds.in_chans, ds.num_classes)
+    model = load_finetuned(cfg, state, ds.in_chans, ds.num_classes)
     model.to(device)
     task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None))
     evaluator = None
