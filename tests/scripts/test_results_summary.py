@@ -1,5 +1,6 @@
-"""results/summary.jsonl is the data behind the README's results table: every record is
-complete and in range, and the README holds exactly the table rendered from it."""
+"""results/summary.jsonl is the data behind the results tables: every record is complete and
+in range, docs/results.md holds exactly the full tables rendered from it, and the README's
+headline figures are the named rows of it."""
 
 import importlib.util
 from pathlib import Path
@@ -26,17 +27,42 @@ def test_every_record_is_complete_and_in_range():
         assert r["baseline"] is None or 0 <= r["baseline"] <= 1
         assert r["curve"] is None or (ROOT / r["curve"]).is_file(), r["curve"]
         assert r.get("study") in (None, results_table.STUDY), r["preset"]
-    keys = {(r["preset"], r["init"], r["metric"], r["labels_fraction"], r.get("study"))
-            for r in records}
-    assert len(keys) == len(records)
+        assert r.get("peer") is None or (r["peer"] and "study" not in r), r["preset"]
+    assert len({results_table.key(r) for r in records}) == len(records)
 
 
-def test_readme_table_is_rendered_from_the_summary():
-    readme = (ROOT / "README.md").read_text()
+def test_results_doc_holds_the_tables_rendered_from_the_summary():
+    doc = (ROOT / "docs/results.md").read_text()
     records = results_table.rows()
     for block in (results_table.block(records), results_table.study_block(records)):
-        assert block in readme, "README's results tables differ from results/summary.jsonl: " \
+        assert block in doc, "docs/results.md's tables differ from results/summary.jsonl: " \
             "run `python tools/results_table.py --write`"
+
+
+def test_readme_headline_is_the_best_vitmae_row_of_each_family():
+    readme = (ROOT / "README.md").read_text()
+    records = results_table.rows()
+    assert results_table.headline_block(records) in readme, "README's headline table differs " \
+        "from results/summary.jsonl: run `python tools/results_table.py --write`"
+    for family, rows in results_table.headline(records):
+        # the headline row is the best vitmae row of its presets for that metric and start
+        row = rows[0]
+        rivals = [r for r in records if r["preset"] == row["preset"] and
+                  r["metric"] == row["metric"] and r["labels_fraction"] == 1.0 and
+                  "study" not in r and not r.get("peer")]
+        assert row["value"] == max(r["value"] for r in rivals), family
+
+
+def test_a_peer_row_is_marked_and_not_in_bold():
+    row = {"preset": "mnist_seg", "dataset": "mnist_seg", "init": "scratch", "metric": "miou",
+           "value": 0.5, "baseline": 0.1, "claim": None, "minutes": 3.0, "machine": "cpu2",
+           "date": "2026-12-04", "command": "python peer.py", "labels_fraction": 1.0}
+    peer = {**row, "peer": "U-Net peer"}
+    lines = results_table.render([row, peer]).splitlines()
+    assert lines[2].startswith("| `mnist_seg` | mnist_seg | scratch | miou | **0.500** |")
+    assert lines[3].startswith(
+        "| `mnist_seg` data, U-Net peer | mnist_seg | scratch | miou | 0.500 |")
+    assert results_table.key(row) != results_table.key(peer)
 
 
 def test_the_study_table_has_a_cell_per_start_and_fraction():
