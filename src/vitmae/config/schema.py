@@ -63,6 +63,10 @@ class ModelConfig:
     # skips from the conv stem and a full-resolution branch; needs model.stem=conv)
     seg_head: Literal["linear", "pup", "unet"] = "linear"
     seg_aux: float = 0.0  # > 0: an auxiliary linear head on a middle block, its loss weight
+    # 3: volumes (B, C, D, H, W), e.g. data.dataset=medmnist3d or volume_folder: cubic
+    # patches of patch_size**3 voxels, a 3-D sin-cos table (embed_dim and decoder_embed_dim
+    # divisible by 6), the same blocks; classify and multilabel (vitmae.models.patch3d)
+    spatial_dims: Literal[2, 3] = 2
 
 
 @dataclass
