@@ -78,6 +78,14 @@ class MnistSegConfig:
 
 
 @dataclass
+class Medmnist3dConfig:
+    """The MedMNIST 3-D data set's own options (vitmae.data.medmnist3d)."""
+
+    name: Literal["adrenal", "vessel"] = "adrenal"  # AdrenalMNIST3D or VesselMNIST3D
+    size: Literal[28, 64] = 28  # which official file: 28^3 or 64^3 voxels (adrenal has both)
+
+
+@dataclass
 class DataConfig:
     dataset: str = "digits"  # digits | mnist | fashion_mnist | cifar10 | folder | seg_folder | ...
     root: str | None = None  # None: $VITMAE_DATA, else ./data
@@ -110,6 +118,8 @@ class DataConfig:
     std: list[float] | None = None
     # the options of the mnist_seg and mnist_seg_single data sets
     mnist_seg: MnistSegConfig = field(default_factory=MnistSegConfig)
+    # the options of the medmnist3d data set
+    medmnist3d: Medmnist3dConfig = field(default_factory=Medmnist3dConfig)
 
 
 @dataclass

@@ -57,6 +57,9 @@ def prepare(cfg: Config, with_val: bool = True, labelled: bool = False) -> Prepa
     device = setup(cfg)
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True, labelled=labelled)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False) if with_val else None
+    dims = getattr(train_set, "spatial_dims", 2)  # volume data sets say 3
+    need(dims == cfg.model.spatial_dims, "model.spatial_dims",
+         f"data.dataset={cfg.data.dataset} has {dims}-D items; set model.spatial_dims={dims}")
     return Prepared(device, train_set, val_set)
 
 
