@@ -21,7 +21,7 @@ from vitmae.weights.adapt import adapt_channels, resize_patch_weight
 from vitmae.weights.arch import guess_num_heads
 from vitmae.weights.encoder import load_encoder
 
-LAYOUT = ("mlp_ratio", "qkv_bias", "class_token", "rope", "stem")
+LAYOUT = ("mlp_ratio", "qkv_bias", "class_token", "rope", "stem", "spatial_dims")
 # What a format's position table is: learned (timm, HuggingFace ViT) or fixed sin-cos (MAE).
 POS_EMBED = {"timm": "learned", "hf": "learned", "mae": "sincos", "vitmae": "sincos"}
 
