@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from volume_files import SPLIT_SIZES, fake_medmnist3d, volume_folder
 
 from vitmae.config import DataConfig
 from vitmae.data import build_dataset
@@ -15,8 +16,6 @@ from vitmae.data.checks import BadDataError
 from vitmae.data.loader import SeededSamples
 from vitmae.data.volume_io import BadVolumeError, read_volume
 from vitmae.data.volume_transforms import VolumeTransform, shift
-
-from .volume_files import SPLIT_SIZES, fake_medmnist3d, volume_folder
 
 nibabel = pytest.importorskip("nibabel")
 

@@ -170,6 +170,10 @@ class FinetuneConfig:
     linear_probe: bool = False  # freeze the encoder, train the head only
     head_lr_mult: float = 1.0  # lr multiplier of the task head (mmsegmentation's decode heads: 10)
     label_smoothing: float = 0.0  # of the cross-entropy loss (task=classify)
+    # also evaluate this split after every epoch, logged as <split>_<metric> in the epoch's
+    # monitor record (vitmae.train.split_monitor): protocols that pick the epoch by
+    # validation and report test there (MedMNIST: best val AUC) read both; None: off
+    test_split: str | None = None
 
 
 @dataclass

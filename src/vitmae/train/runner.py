@@ -27,6 +27,7 @@ from vitmae.tasks import build_task
 from vitmae.train.engine import fit
 from vitmae.train.monitors import pretrain_monitors
 from vitmae.train.optim import base_lr, build_optimizer, is_head, param_groups
+from vitmae.train.split_monitor import finetune_monitors
 from vitmae.variants import CNN_ARCHS
 from vitmae.weights.pretrained import adopt, keeps_head, load_decoder, load_into
 
@@ -154,7 +155,8 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
             f"run folder {run.path}")
         with run:
             fit(model, task, optimizer, lr, o, p.train_set, p.val_set, cfg.data, cfg.run, run,
-                p.device, to_dict(cfg), resume=ckpt, log=log)
+                p.device, to_dict(cfg), resume=ckpt, log=log,
+                monitors=finetune_monitors(cfg, task, p.device))
         return run.path
     finally:  # the process group of `setup`, also when training stops early
         dist.cleanup()
