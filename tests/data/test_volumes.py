@@ -10,8 +10,9 @@ import pytest
 import torch
 from volume_files import SPLIT_SIZES, fake_medmnist3d, volume_folder
 
-from vitmae.config import DataConfig
+from vitmae.config import Config, DataConfig
 from vitmae.data import build_dataset
+from vitmae.data.audit import run_check_data
 from vitmae.data.checks import BadDataError
 from vitmae.data.loader import SeededSamples
 from vitmae.data.volume_io import BadVolumeError, read_volume
@@ -158,3 +159,13 @@ def test_real_medmnist3d(name, n):
     ds = build_dataset(cfg, "train", train=False)
     vol, label = ds[0]
     assert len(ds) == n and vol.shape == (1, 28, 28, 28) and label in (0, 1)
+
+
+def test_check_data_names_a_bad_volume(tmp_path):
+    volume_folder(tmp_path)
+    (tmp_path / "train" / "a" / "bad.npy").write_bytes(b"junk")
+    cfg = Config(data=DataConfig(dataset="volume_folder", root=str(tmp_path), img_size=4,
+                                 val_split="val"))
+    lines: list[str] = []
+    run_check_data(cfg, workers=0, out=lines.append)
+    assert any("BadVolumeError" in s for s in lines) and any("bad.npy" in s for s in lines)
