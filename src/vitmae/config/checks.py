@@ -87,6 +87,8 @@ def validate(cfg: Config) -> None:
     """Checks that need no data or model: fail before any compute, naming the key."""
     _check_types(cfg)
     _check_model(cfg)
+    if cfg.model.spatial_dims == 3:
+        _check_volumes(cfg)
     _check_rest(cfg)
 
 
@@ -141,6 +143,26 @@ def _check_model(cfg: Config) -> None:
     check_grid(d.img_size, arch["patch_size"])
     if m.stem == "conv":
         check_stem_patch(arch["patch_size"])
+
+
+def _check_volumes(cfg: Config) -> None:
+    """What the 3-D ViT and MAE (model.spatial_dims=3) do not have (yet)."""
+    m, vol = cfg.model, "volumes (model.spatial_dims=3)"
+    need(m.arch not in CNN_ARCHS, "model.arch", f"{m.arch} is a 2-D CNN; {vol} need a ViT")
+    need(cfg.task in ("classify", "multilabel"), "task",
+         f"{vol} are classified (classify, multilabel); 3-D segmentation is not there yet, "
+         f"got {cfg.task!r}")
+    need(m.stem == "patch", "model.stem", f"{vol} have cubic patches, no conv stem")
+    need(not m.rope, "model.rope", f"the rotary table is 2-D; {vol} use the 3-D sin-cos table")
+    need(cfg.pretrain.recon_every == 0, "pretrain.recon_every",
+         f"the reconstruction pictures are 2-D; set 0 for {vol}")
+    if m.arch == FROM_WEIGHTS and any(getattr(m, k) is None for k in SIZE_KEYS):
+        return  # the sizes come from the weights; the model refuses a width it cannot split
+    width = resolve_sizes(m.arch, {k: getattr(m, k) for k in SIZE_KEYS})["embed_dim"]
+    for key, value in (("model.embed_dim", width),
+                       ("model.decoder_embed_dim", m.decoder_embed_dim)):
+        need(value % 6 == 0, key, f"the 3-D sin-cos table splits the width over three axes, "
+             f"each sin and cos: must be divisible by 6, got {value}")
 
 
 def _check_cnn(cfg: Config) -> None:

@@ -63,6 +63,10 @@ class ModelConfig:
     # skips from the conv stem and a full-resolution branch; needs model.stem=conv)
     seg_head: Literal["linear", "pup", "unet"] = "linear"
     seg_aux: float = 0.0  # > 0: an auxiliary linear head on a middle block, its loss weight
+    # 3: volumes (B, C, D, H, W), e.g. data.dataset=medmnist3d or volume_folder: cubic
+    # patches of patch_size**3 voxels, a 3-D sin-cos table (embed_dim and decoder_embed_dim
+    # divisible by 6), the same blocks; classify and multilabel (vitmae.models.patch3d)
+    spatial_dims: Literal[2, 3] = 2
 
 
 @dataclass
@@ -71,6 +75,14 @@ class MnistSegConfig:
 
     digits: int = 3  # mnist_seg composite: at most this many digits per canvas
     threshold: int = 128  # a pixel above this intensity (0-255) is the digit
+
+
+@dataclass
+class Medmnist3dConfig:
+    """The MedMNIST 3-D data set's own options (vitmae.data.medmnist3d)."""
+
+    name: Literal["adrenal", "vessel"] = "adrenal"  # AdrenalMNIST3D or VesselMNIST3D
+    size: Literal[28, 64] = 28  # which official file: 28^3 or 64^3 voxels (adrenal has both)
 
 
 @dataclass
@@ -106,6 +118,8 @@ class DataConfig:
     std: list[float] | None = None
     # the options of the mnist_seg and mnist_seg_single data sets
     mnist_seg: MnistSegConfig = field(default_factory=MnistSegConfig)
+    # the options of the medmnist3d data set
+    medmnist3d: Medmnist3dConfig = field(default_factory=Medmnist3dConfig)
 
 
 @dataclass
@@ -156,6 +170,10 @@ class FinetuneConfig:
     linear_probe: bool = False  # freeze the encoder, train the head only
     head_lr_mult: float = 1.0  # lr multiplier of the task head (mmsegmentation's decode heads: 10)
     label_smoothing: float = 0.0  # of the cross-entropy loss (task=classify)
+    # also evaluate this split after every epoch, logged as <split>_<metric> in the epoch's
+    # monitor record (vitmae.train.split_monitor): protocols that pick the epoch by
+    # validation and report test there (MedMNIST: best val AUC) read both; None: off
+    test_split: str | None = None
 
 
 @dataclass

@@ -9,10 +9,12 @@ from vitmae.data import (  # noqa: F401  (register)
     cifar,
     digits,
     folder,
+    medmnist3d,
     mnist,
     mnist_seg,
     seg_folder,
     voc,
+    volume_folder,
 )
 from vitmae.data.registry import DATASETS, build_dataset, register_dataset
 from vitmae.data.root import data_root

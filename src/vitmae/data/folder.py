@@ -48,9 +48,11 @@ def scan_folder(folder: Path, classes: list[str] | None = None
     return classes, samples
 
 
-def class_problems(folders: list[Path]) -> list[str]:
+def class_problems(folders: list[Path], is_item: Callable[[Path], bool] = is_image,
+                   kind: str = "images") -> list[str]:
     """What is wrong with the class folders of these splits (one folder per split): a class
-    folder with no image, a class folder that some splits lack. [] when all agree."""
+    folder with no item (`is_item`: an image, a volume), a class folder that some splits
+    lack. [] when all agree."""
     names = {f: class_names(f) for f in folders if f.is_dir()}
     union = sorted(set().union(*names.values())) if names else []
     problems = []
@@ -59,8 +61,8 @@ def class_problems(folders: list[Path]) -> list[str]:
         if lacking:
             problems.append(f"{folder} has no class folder {', '.join(lacking)} (the other "
                             f"split has)")
-        empty = [folder / c for c in have if not any(map(is_image, (folder / c).rglob("*")))]
-        problems += [f"{e} has no images" for e in empty]
+        empty = [folder / c for c in have if not any(map(is_item, (folder / c).rglob("*")))]
+        problems += [f"{e} has no {kind}" for e in empty]
     return problems
 
 

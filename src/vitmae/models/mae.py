@@ -10,6 +10,8 @@ Shape vocabulary (used across the package):
     L_keep kept patches, D encoder width, Dd decoder width, K classes.
 Mask convention: `mask` is (B, L) with 1 = removed, 0 = kept; `ids_keep` / `ids_restore` are
 patch indices 0..L-1 (the class token is the encoder's business).
+Volumes (an encoder of 3-D img_size) are the same model over cubic patches: (B, C, D, H, W),
+L = d*h*w, p**3*C voxels per patch (`vitmae.models.patch3d`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch.nn.functional as F
 
 from vitmae.errors import ConfigError
 from vitmae.models.masking import random_masking
-from vitmae.models.pos_embed import sincos_2d
+from vitmae.models.patch3d import patchify3d
+from vitmae.models.pos_embed import sincos_grid
 from vitmae.models.vit import Block, VisionTransformer, build_vit, init_weights
 
 
@@ -69,16 +72,17 @@ class MaskedAutoencoder(nn.Module):
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
         D, p, C = encoder.embed_dim, encoder.patch_size, encoder.in_chans
         self.grid_size = encoder.patch_embed.grid_size
-        h, w = self.grid_size
         self.decoder_embed = nn.Linear(D, decoder_embed_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        pos = torch.cat([torch.zeros(1, decoder_embed_dim), sincos_2d(decoder_embed_dim, h, w)])
+        pos = torch.cat([torch.zeros(1, decoder_embed_dim),
+                         sincos_grid(decoder_embed_dim, self.grid_size)])
         self.register_buffer("decoder_pos_embed", pos.unsqueeze(0))  # (1, 1+L, Dd)
         self.decoder_blocks = nn.ModuleList(
             Block(decoder_embed_dim, decoder_num_heads, norm_eps=norm_eps)
             for _ in range(decoder_depth))
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=norm_eps)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, p * p * C)
+        # p*p*C values per patch, p**3*C for volumes
+        self.decoder_pred = nn.Linear(decoder_embed_dim, p ** len(self.grid_size) * C)
         for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
             m.apply(init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
@@ -106,7 +110,8 @@ class MaskedAutoencoder(nn.Module):
 
     def loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """MSE on removed patches only. imgs (B, C, H, W), pred (B, L, p*p*C), mask (B, L)."""
-        target = patchify(imgs, self.patch_size)  # (B, L, p*p*C)
+        p = self.patch_size
+        target = patchify(imgs, p) if imgs.ndim == 4 else patchify3d(imgs, p)  # (B, L, p*p*C)
         if self.norm_pix_loss:  # per-patch normalised pixels (paper, Table 1d)
             target = normalize_patches(target)
         per_patch = F.mse_loss(pred.float(), target, reduction="none").mean(dim=-1)  # (B, L)
@@ -122,7 +127,7 @@ class MaskedAutoencoder(nn.Module):
         default)."""
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         B = imgs.shape[0]
-        L = self.grid_size[0] * self.grid_size[1]
+        L = self.encoder.patch_embed.num_patches
         ids_keep, mask, ids_restore = random_masking(B, L, ratio, imgs.device, generator, noise)
         latent = self.encoder.forward_features(imgs, ids_keep, generator)  # (B, 1+L_keep, D)
         pred = self.forward_decoder(latent, ids_restore)  # (B, L, p*p*C)

@@ -1,7 +1,8 @@
-"""Fixed 2-D sin-cos position embeddings and their resampling to a new grid.
+"""Fixed 2-D and 3-D sin-cos position embeddings and their resampling to a new grid.
 
 Follows MAE (`util/pos_embed.py` in facebookresearch/mae): half of the channels encode the
-row, half the column, each as sin/cos of the coordinate at geometric frequencies.
+row, half the column, each as sin/cos of the coordinate at geometric frequencies. The 3-D
+table of volumes splits the channels in three the same way: column, row, then depth.
 """
 
 from __future__ import annotations
@@ -28,6 +29,21 @@ def sincos_2d(dim: int, h: int, w: int) -> torch.Tensor:
     emb_w = sincos_1d(dim // 2, cols.reshape(-1))  # (L, dim/2)
     emb_h = sincos_1d(dim // 2, rows.reshape(-1))  # (L, dim/2)
     return torch.cat([emb_w, emb_h], dim=1)  # (L, dim)
+
+
+def sincos_3d(dim: int, d: int, h: int, w: int) -> torch.Tensor:
+    """-> (d*h*w, dim) for a raster-order grid of d x h x w patches: a third of the channels
+    per axis, in MAE's 2-D order (column, row) and then the depth."""
+    assert dim % 6 == 0, f"3-D sin-cos embedding needs dim divisible by 6, got {dim}"
+    zs, ys, xs = torch.meshgrid(torch.arange(d), torch.arange(h), torch.arange(w),
+                                indexing="ij")  # (d, h, w) each
+    parts = [sincos_1d(dim // 3, c.reshape(-1)) for c in (xs, ys, zs)]  # 3 x (L, dim/3)
+    return torch.cat(parts, dim=1)  # (L, dim)
+
+
+def sincos_grid(dim: int, grid: tuple[int, ...]) -> torch.Tensor:
+    """-> (L, dim): the 2-D table for a (h, w) grid, the 3-D one for a (d, h, w) grid."""
+    return sincos_3d(dim, *grid) if len(grid) == 3 else sincos_2d(dim, *grid)
 
 
 def resample_pos_embed(pos: torch.Tensor, new_hw: tuple[int, int],

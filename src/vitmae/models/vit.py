@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from vitmae.errors import ConfigError
 from vitmae.models.conv_stem import ConvStem
 from vitmae.models.masking import kept_ids
-from vitmae.models.pos_embed import sincos_2d
+from vitmae.models.patch3d import PatchEmbed3d
+from vitmae.models.pos_embed import sincos_grid
 from vitmae.models.rope import axial_rope, rotate, select
 from vitmae.variants import SIZE_KEYS, check_grid, resolve_sizes
 
@@ -156,6 +157,8 @@ class VisionTransformer(nn.Module):
     learned from that start (`pos_embed="learned"`, as timm's and HuggingFace's ViTs); with
     `rope=True`, rotary ones too in every attention layer. `stem="conv"` makes it a hybrid:
     tokens from a strided convolutional stem (`vitmae.models.conv_stem`) instead of patches.
+    An `img_size` of three sizes (D, H, W) makes it a ViT of volumes: cubic patches
+    (`vitmae.models.patch3d`) and the 3-D sin-cos table, the same blocks and heads.
 
     `forward_features(x, ids_keep)` runs the encoder on the kept patches only (MAE);
     `forward_head` pools (mean of patch tokens, or the class token), applies `fc_norm` when
@@ -178,16 +181,22 @@ class VisionTransformer(nn.Module):
             raise ConfigError("global_pool='token' needs a class token")
         if rope and not class_token:
             raise ConfigError("rope: the rotary table has a class-token row; needs a class token")
+        volume = not isinstance(img_size, int) and len(img_size) == 3
+        if volume and (rope or stem != "patch"):
+            raise ConfigError("volumes (3-D img_size) have cubic patches: no rope, no conv stem")
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
         self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
         self.patch_drop = patch_drop
         self.num_prefix_tokens = int(class_token)
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim) \
-            if stem == "patch" else ConvStem(_pair(img_size), patch_size, in_chans, embed_dim,
-                                             stem_width)
-        h, w = self.patch_embed.grid_size
+        if volume:
+            self.patch_embed = PatchEmbed3d(img_size, patch_size, in_chans, embed_dim)
+        else:
+            self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim) \
+                if stem == "patch" else ConvStem(_pair(img_size), patch_size, in_chans,
+                                                 embed_dim, stem_width)
+        grid = self.patch_embed.grid_size  # (h, w), or (d, h, w) for volumes
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
-        pos = sincos_2d(embed_dim, h, w)  # (L, D)
+        pos = sincos_grid(embed_dim, grid)  # (L, D)
         if class_token:
             pos = torch.cat([torch.zeros(1, embed_dim), pos])  # (1+L, D)
         if pos_embed == "learned":
@@ -197,7 +206,7 @@ class VisionTransformer(nn.Module):
         # Persistent, so that an encoder trained with RoPE and one without do not load into
         # each other silently: the key is missing or unexpected.
         self.register_buffer("rope_table",
-                             axial_rope(embed_dim // num_heads, h, w) if rope else None)
+                             axial_rope(embed_dim // num_heads, *grid) if rope else None)
         rates = torch.linspace(0, drop_path, depth).tolist()  # stochastic depth grows with depth
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, r, qkv_bias, norm_eps)
                                     for r in rates)
@@ -325,6 +334,8 @@ def build_vit(model_cfg, img_size, in_chans: int, num_classes: int = 0,
     """A VisionTransformer from a ModelConfig (variant name + overrides)."""
     arch = resolve_arch(model_cfg)
     m = model_cfg
+    if m.spatial_dims == 3 and isinstance(img_size, int):
+        img_size = (img_size,) * 3  # volumes: a cube of data.img_size voxels a side
     return VisionTransformer(
         img_size=img_size, in_chans=in_chans, num_classes=num_classes,
         drop_path=m.drop_path if drop_path is None else drop_path, global_pool=m.global_pool,

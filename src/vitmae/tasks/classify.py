@@ -1,10 +1,12 @@
-"""Image classification: cross-entropy with label smoothing; top-1 from a confusion matrix."""
+"""Image classification: cross-entropy with label smoothing; top-1 from a confusion matrix;
+with two classes also AUC, ACC at 0.5 and the all-negative baseline (`vitmae.tasks.binary`)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from vitmae.tasks.binary import add_binary, binary_metrics, binary_sums
 from vitmae.tasks.metrics import classification_metrics, confusion_matrix
 from vitmae.tasks.registry import register_task
 
@@ -30,11 +32,16 @@ class ClassifyEvaluator:
     def __init__(self, K: int, classes: list[str] | None):
         self.K, self.classes = K, classes
         self.sums = {"cm": torch.zeros(K, K, dtype=torch.int64)}
+        if K == 2:
+            self.sums.update(binary_sums())
 
     def update(self, model, batch) -> None:
         imgs, labels = batch
-        pred = model(imgs).argmax(-1)  # (B,)
-        self.sums["cm"] += confusion_matrix(pred.cpu(), labels.cpu(), self.K)
+        logits = model(imgs)  # (B, K)
+        self.sums["cm"] += confusion_matrix(logits.argmax(-1).cpu(), labels.cpu(), self.K)
+        if self.K == 2:
+            add_binary(self.sums, logits, labels)
 
     def result(self) -> dict:
-        return classification_metrics(self.sums["cm"], self.classes)
+        metrics = classification_metrics(self.sums["cm"], self.classes)
+        return {**metrics, **binary_metrics(self.sums)} if self.K == 2 else metrics

@@ -27,6 +27,7 @@ from vitmae.tasks import build_task
 from vitmae.train.engine import fit
 from vitmae.train.monitors import pretrain_monitors
 from vitmae.train.optim import base_lr, build_optimizer, is_head, param_groups
+from vitmae.train.split_monitor import finetune_monitors
 from vitmae.variants import CNN_ARCHS
 from vitmae.weights.pretrained import adopt, keeps_head, load_decoder, load_into
 
@@ -57,6 +58,9 @@ def prepare(cfg: Config, with_val: bool = True, labelled: bool = False) -> Prepa
     device = setup(cfg)
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True, labelled=labelled)
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False) if with_val else None
+    dims = getattr(train_set, "spatial_dims", 2)  # volume data sets say 3
+    need(dims == cfg.model.spatial_dims, "model.spatial_dims",
+         f"data.dataset={cfg.data.dataset} has {dims}-D items; set model.spatial_dims={dims}")
     return Prepared(device, train_set, val_set)
 
 
@@ -151,7 +155,8 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
             f"run folder {run.path}")
         with run:
             fit(model, task, optimizer, lr, o, p.train_set, p.val_set, cfg.data, cfg.run, run,
-                p.device, to_dict(cfg), resume=ckpt, log=log)
+                p.device, to_dict(cfg), resume=ckpt, log=log,
+                monitors=finetune_monitors(cfg, task, p.device))
         return run.path
     finally:  # the process group of `setup`, also when training stops early
         dist.cleanup()

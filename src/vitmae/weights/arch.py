@@ -12,7 +12,6 @@ assumed (80 for ViT-H/14), and the caller says so.
 
 from __future__ import annotations
 
-import math
 import re
 
 import torch
@@ -30,12 +29,15 @@ class UnknownLayout(UserError, ValueError):
 def infer_arch(state: dict[str, torch.Tensor]) -> dict:
     """-> dict(patch_size, embed_dim, depth, in_chans, mlp_ratio, qkv_bias, class_token,
     fc_norm, img_size, num_classes, num_heads (None when unknown), rope, stem ('patch' or
-    'conv'), stem_width (the conv stem's first width; None for 'patch'))."""
+    'conv'), stem_width (the conv stem's first width; None for 'patch'), spatial_dims (3 for
+    a ViT of volumes))."""
     proj = state.get("patch_embed.proj.weight")
-    if proj is None or proj.ndim != 4:
-        raise UnknownLayout("no 'patch_embed.proj.weight' of shape (D, C, p, p)")
-    D, C, p, p2 = proj.shape
-    if p != p2:
+    if proj is None or proj.ndim not in (4, 5):
+        raise UnknownLayout("no 'patch_embed.proj.weight' of shape (D, C, p, p) or, for "
+                            "volumes, (D, C, p, p, p)")
+    dims = proj.ndim - 2  # 3: a ViT of volumes, cubic patches
+    D, C, p, p2 = proj.shape[:4]
+    if len(set(proj.shape[2:])) != 1:
         raise UnknownLayout(f"patch_embed.proj.weight: non-square patch {p}x{p2}")
     stages = {int(m.group(1)) for k in state if (m := STEM.match(k))}
     stem_width = None
@@ -54,11 +56,12 @@ def infer_arch(state: dict[str, torch.Tensor]) -> dict:
     if pos is None:
         raise UnknownLayout("no 'pos_embed'")
     grid = pos.shape[1] - int(class_token)
-    side = math.isqrt(grid)
-    if side * side != grid:
-        raise UnknownLayout(f"pos_embed: {pos.shape[1]} positions are not a square grid "
-                            f"{'plus a class token' if class_token else ''} (a position table "
-                            f"without the prefix tokens, timm's no_embed_class, is not supported)")
+    side = round(grid ** (1 / dims))
+    if side ** dims != grid:
+        raise UnknownLayout(f"pos_embed: {pos.shape[1]} positions are not a square grid (a "
+                            f"cube for volumes) {'plus a class token' if class_token else ''} "
+                            f"(a position table without the prefix tokens, timm's "
+                            f"no_embed_class, is not supported)")
     head = state.get("head.weight")
     return dict(
         patch_size=int(p), embed_dim=int(D), depth=len(blocks), in_chans=int(C),
@@ -66,7 +69,8 @@ def infer_arch(state: dict[str, torch.Tensor]) -> dict:
         qkv_bias="blocks.0.attn.qkv.bias" in state, class_token=class_token,
         fc_norm="fc_norm.weight" in state, img_size=side * int(p),
         num_classes=0 if head is None else int(head.shape[0]), num_heads=None,
-        rope="rope_table" in state, stem="conv" if stages else "patch", stem_width=stem_width)
+        rope="rope_table" in state, stem="conv" if stages else "patch", stem_width=stem_width,
+        spatial_dims=dims)
 
 
 def guess_num_heads(embed_dim: int, patch_size: int) -> int:

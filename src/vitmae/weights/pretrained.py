@@ -22,7 +22,7 @@ from vitmae.weights.arch import guess_num_heads
 from vitmae.weights.encoder import load_encoder
 from vitmae.weights.keys import split_decoder
 
-LAYOUT = ("mlp_ratio", "qkv_bias", "class_token", "rope", "stem")
+LAYOUT = ("mlp_ratio", "qkv_bias", "class_token", "rope", "stem", "spatial_dims")
 # What a format's position table is: learned (timm, HuggingFace ViT) or fixed sin-cos (MAE).
 POS_EMBED = {"timm": "learned", "hf": "learned", "mae": "sincos", "vitmae": "sincos"}
 

@@ -1,0 +1,74 @@
+"""Volume transforms: (D, H, W) voxels -> (1, S, S, S) float32, normalised, S = data.img_size.
+
+To [0, 1] (uint8 / 255, other dtypes min-max per volume: scanner units such as CT's
+Hounsfield differ between files), trilinear resize to S^3 when the volume is another size,
+then for training the augmentations that suit scans (as MONAI's RandFlip, RandAffine's
+translation and RandScaleIntensity / RandShiftIntensity): a flip along each axis with
+probability 1/2, a shift of up to `shift` of the side along each axis (zero padding, as the
+MNIST crops), and intensity jitter x * (1 + a) + b with a, b uniform in [-jitter, jitter].
+Every draw comes from torch's default generator, which the loader seeds per item
+(`vitmae.data.loader.SeededSamples`), so augmentation is a function of (seed, epoch, item).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def to_unit(vol: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(D, H, W) any dtype -> float32 in [0, 1]: uint8 / 255, else min-max of the volume."""
+    v = torch.as_tensor(np.asarray(vol))
+    if v.dtype == torch.uint8:
+        return v.float() / 255
+    v = v.double()
+    lo, hi = v.min(), v.max()
+    return ((v - lo) / (hi - lo) if hi > lo else torch.zeros_like(v)).float()
+
+
+def shift(v: torch.Tensor, offsets: list[int]) -> torch.Tensor:
+    """v: (1, S, S, S) moved by `offsets` voxels along (D, H, W), zeros coming in."""
+    out = torch.zeros_like(v)
+    src, dst = [slice(None)], [slice(None)]
+    for o, n in zip(offsets, v.shape[1:], strict=True):
+        src.append(slice(max(0, -o), n - max(0, o)))
+        dst.append(slice(max(0, o), n - max(0, -o)))
+    out[tuple(dst)] = v[tuple(src)]
+    return out
+
+
+class VolumeTransform:
+    """(D, H, W) array -> (1, S, S, S) float32 normalised by (mean, std); `train` augments."""
+
+    def __init__(self, img_size: int, mean: tuple, std: tuple, train: bool,
+                 shift: float = 0.1, jitter: float = 0.1):
+        self.size, self.train = img_size, train
+        self.mean, self.std = float(mean[0]), float(std[0])
+        self.max_shift, self.jitter = round(shift * img_size), jitter
+
+    @property
+    def mean_std(self) -> tuple[tuple[float], tuple[float]]:
+        return (self.mean,), (self.std,)
+
+    def __call__(self, vol: np.ndarray | torch.Tensor) -> torch.Tensor:
+        v = to_unit(vol)[None]  # (1, D, H, W)
+        if tuple(v.shape[1:]) != (self.size,) * 3:
+            v = F.interpolate(v[None], size=(self.size,) * 3, mode="trilinear",
+                              align_corners=False)[0]  # (1, S, S, S)
+        if self.train:
+            v = self.augment(v)
+        return (v - self.mean) / self.std  # (1, S, S, S)
+
+    def augment(self, v: torch.Tensor) -> torch.Tensor:
+        """v: (1, S, S, S) in [0, 1] -> (1, S, S, S): flips, shift, intensity jitter."""
+        flips = [d for d in (1, 2, 3) if torch.rand(()) < 0.5]
+        if flips:
+            v = v.flip(flips)
+        m = self.max_shift
+        if m:
+            v = shift(v, torch.randint(-m, m + 1, (3,)).tolist())
+        if self.jitter:
+            a, b = (torch.rand(2) * 2 - 1) * self.jitter
+            v = v * (1 + a) + b
+        return v
