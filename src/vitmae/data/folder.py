@@ -38,16 +38,6 @@ def class_names(folder: Path) -> list[str]:
     return sorted(d.name for d in folder.iterdir() if d.is_dir()) if folder.is_dir() else []
 
 
-def scan_folder(folder: Path, classes: list[str] | None = None
-                ) -> tuple[list[str], list[tuple[Path, int]]]:
-    """-> class names (`classes`, else the sorted sub-folders), [(image path, class index)]
-    in sorted order."""
-    classes = class_names(folder) if classes is None else classes
-    samples = [(p, k) for k, c in enumerate(classes) for p in sorted((folder / c).rglob("*"))
-               if is_image(p)]
-    return classes, samples
-
-
 def class_problems(folders: list[Path], is_item: Callable[[Path], bool] = is_image,
                    kind: str = "images") -> list[str]:
     """What is wrong with the class folders of these splits (one folder per split): a class
@@ -72,19 +62,22 @@ def splits_of(cfg: DataConfig, split: str) -> list[Path]:
     return [root / s for s in dict.fromkeys((split, cfg.train_split, cfg.val_split))]
 
 
-class ImageFolderDataset(Dataset):
-    """Items: (img (3, img_size, img_size) float32, class index)."""
+class ClassFolderDataset(Dataset):
+    """Items of `<folder>/<class>/**` in sorted order: (transform(read(path)), class index).
+    `is_item` picks the files (images, volumes), `read` opens one (raising a BadDataError that
+    names it)."""
 
-    def __init__(self, folder: Path, transform: Callable, classes: list[str] | None = None):
-        self.folder = Path(folder)
-        self.classes, self.samples = scan_folder(self.folder, classes)
+    def __init__(self, folder: Path, transform: Callable, classes: list[str],
+                 is_item: Callable[[Path], bool] = is_image, read: Callable = open_image,
+                 kind: str = "images", extensions: tuple[str, ...] = IMG_EXTENSIONS):
+        self.folder, self.transform, self.read = Path(folder), transform, read
+        self.classes = list(classes)
+        self.samples = [(p, k) for k, c in enumerate(self.classes)
+                        for p in sorted((self.folder / c).rglob("*")) if is_item(p)]
         if not self.samples:
-            raise FileNotFoundError(f"{self.folder}: no images in class sub-folders (expected "
-                                    f"{self.folder}/<class>/*{'|'.join(IMG_EXTENSIONS)})")
-        self.transform = transform
+            raise FileNotFoundError(f"{self.folder}: no {kind} in class sub-folders (expected "
+                                    f"{self.folder}/<class>/*{'|*'.join(extensions)})")
         self.num_classes = len(self.classes)
-        self.in_chans = 3
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -94,23 +87,32 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         path, target = self.samples[i]
-        return self.transform(open_image(path)), target
+        return self.transform(self.read(path)), target
+
+
+def split_classes(cfg: DataConfig, split: str, layout: str, is_item: Callable[[Path], bool],
+                  kind: str) -> tuple[Path, list[str]]:
+    """(the split's folder, the classes: the sorted class folders of both splits), after the
+    checks: the folder exists (else the error shows `layout`), and the class folders of the
+    two splits agree and are not empty, unless data.allow_class_mismatch."""
+    folder = data_root(cfg) / split
+    if not folder.is_dir():
+        raise missing_data_error(f"{kind} folder split '{split}' (layout {layout})", [folder],
+                                 download=False)
+    folders = splits_of(cfg, split)
+    problems = class_problems(folders, is_item, kind)
+    if problems and not cfg.allow_class_mismatch:
+        raise BadDataError(f"{kind} folder classes: " + "; ".join(problems) + ". Fix the "
+                           "folders, or pass data.allow_class_mismatch=true to train on the "
+                           "union of the class folders of both splits")
+    return folder, sorted(set().union(*map(class_names, folders)))
 
 
 @register_dataset("folder")
-def build_folder(cfg: DataConfig, split: str, train: bool) -> ImageFolderDataset:
-    folder = data_root(cfg) / split
-    if not folder.is_dir():
-        raise missing_data_error(f"image folder split '{split}' (layout <root>/{split}/<class>/"
-                                 f"*.jpg)", [folder], download=False)
-    folders = splits_of(cfg, split)
-    classes = sorted(set().union(*map(class_names, folders)))
+def build_folder(cfg: DataConfig, split: str, train: bool) -> ClassFolderDataset:
+    folder, classes = split_classes(cfg, split, f"<root>/{split}/<class>/*.jpg", is_image,
+                                    "images")
     mean, std = norm_stats(cfg, IMAGENET_MEAN, IMAGENET_STD)
-    ds = ImageFolderDataset(folder, folder_transform(cfg.img_size, mean, std, train), classes)
-    ds.mean, ds.std = mean, std
-    problems = class_problems(folders)
-    if problems and not cfg.allow_class_mismatch:
-        raise BadDataError("image folder classes: " + "; ".join(problems) + ". Fix the folders, "
-                           "or pass data.allow_class_mismatch=true to train on the union of the "
-                           "class folders of both splits")
+    ds = ClassFolderDataset(folder, folder_transform(cfg.img_size, mean, std, train), classes)
+    ds.in_chans, ds.mean, ds.std = 3, mean, std
     return ds

@@ -47,10 +47,6 @@ class VolumeTransform:
         self.mean, self.std = float(mean[0]), float(std[0])
         self.max_shift, self.jitter = round(shift * img_size), jitter
 
-    @property
-    def mean_std(self) -> tuple[tuple[float], tuple[float]]:
-        return (self.mean,), (self.std,)
-
     def __call__(self, vol: np.ndarray | torch.Tensor) -> torch.Tensor:
         v = to_unit(vol)[None]  # (1, D, H, W)
         if tuple(v.shape[1:]) != (self.size,) * 3:
