@@ -34,13 +34,13 @@ FROM_WEIGHTS = "from_weights"  # model.arch: every size from the pretrained file
 SIZE_KEYS = ("patch_size", "embed_dim", "depth", "num_heads")
 
 
-def check_grid(img_size: int | tuple[int, int], patch_size: int) -> None:
-    """The image is cut into whole patches: the rule for the config checks and the patch
-    embeddings alike."""
-    H, W = (img_size, img_size) if isinstance(img_size, int) else img_size
-    if H % patch_size or W % patch_size:
-        raise ConfigError(f"data.img_size: {H}x{W} is not divisible by the patch size "
-                          f"{patch_size}")
+def check_grid(img_size: int | tuple[int, ...], patch_size: int) -> None:
+    """The image (H, W), or volume (D, H, W), is cut into whole patches: the rule for the
+    config checks and the patch embeddings alike; an int is a square image."""
+    sizes = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if any(s % patch_size for s in sizes):
+        raise ConfigError(f"data.img_size: {'x'.join(map(str, sizes))} is not divisible by the "
+                          f"patch size {patch_size}")
 
 
 def check_stem_patch(patch_size: int) -> None:

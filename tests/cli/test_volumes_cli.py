@@ -10,7 +10,7 @@ from volume_files import fake_medmnist3d
 from .test_cli import run_cli
 
 # a micro 3-D model on 8^3 volumes: 8 patches of 4^3 voxels
-TINY = ["model.embed_dim=48", "model.depth=1", "model.num_heads=2",
+TINY = ["model.patch_size=4", "model.embed_dim=48", "model.depth=1", "model.num_heads=2",
         "model.decoder_embed_dim=24", "model.decoder_depth=1", "model.decoder_num_heads=2",
         "data.img_size=8", "data.batch_size=6", "run.log_interval=1"]
 

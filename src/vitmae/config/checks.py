@@ -140,7 +140,7 @@ def _check_model(cfg: Config) -> None:
     need(not m.rope or (arch["embed_dim"] // arch["num_heads"]) % 4 == 0, "model.rope",
          f"needs a head width divisible by 4, got {arch['embed_dim'] // arch['num_heads']}")
     need(m.seg_aux >= 0, "model.seg_aux", f"must be >= 0, got {m.seg_aux}")
-    check_grid(d.img_size, arch["patch_size"])
+    check_grid((d.img_size,) * m.spatial_dims, arch["patch_size"])
     if m.stem == "conv":
         check_stem_patch(arch["patch_size"])
 

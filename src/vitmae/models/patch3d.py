@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitmae.errors import ConfigError
+from vitmae.variants import check_grid
 
 
 def patchify3d(vols: torch.Tensor, p: int) -> torch.Tensor:
@@ -46,9 +47,9 @@ class PatchEmbed3d(nn.Module):
                  embed_dim: int):
         super().__init__()
         size = tuple(int(s) for s in img_size)
-        if len(size) != 3 or any(s % patch_size for s in size):
-            raise ConfigError(f"volume size {'x'.join(map(str, size))} is not divisible by the "
-                              f"patch size {patch_size}")
+        if len(size) != 3:
+            raise ConfigError(f"a volume has three sizes (D, H, W), got {size}")
+        check_grid(size, patch_size)
         self.img_size, self.patch_size = size, patch_size
         self.grid_size = tuple(s // patch_size for s in size)  # (d, h, w)
         self.num_patches = self.grid_size[0] * self.grid_size[1] * self.grid_size[2]
