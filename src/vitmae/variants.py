@@ -26,6 +26,9 @@ VARIANTS: dict[str, dict[str, int]] = {
 # model.arch values that are torchvision CNNs (vitmae.models.cnn), not ViTs: trained from
 # scratch by the same engine and tasks, as a baseline for the ViT rows
 CNN_ARCHS = ("resnet18",)
+# with model.spatial_dims=3: the torchvision video model (3-D convolutions throughout) that
+# stands for each CNN_ARCHS name on volumes, as the ViT variants keep their names in 3-D
+CNN_3D = {"resnet18": "r3d_18"}
 # model.cnn_stem: torchvision's stem ("imagenet"), or the CIFAR stem (vitmae.models.cnn)
 CnnStem = Literal["imagenet", "cifar"]
 CNN_STEMS = typing.get_args(CnnStem)

@@ -1,11 +1,14 @@
 """End to end on tiny generated volumes: `vitmae pretrain -c adrenal3d`, then
-`vitmae finetune -c adrenal3d finetune.pretrained=RUN`, 2 steps each, on a fake MedMNIST file."""
+`vitmae finetune -c adrenal3d finetune.pretrained=RUN`, 2 steps each, on a fake MedMNIST file;
+the 3-D ResNet-18 peer, `vitmae finetune -c adrenal3d_resnet18`, 2 steps."""
 
 from __future__ import annotations
 
 import json
 
 from volume_files import fake_medmnist3d
+
+from vitmae.cli import main
 
 from .test_cli import run_cli
 
@@ -30,3 +33,32 @@ def test_adrenal3d_pretrain_then_finetune(tmp_path):
     assert {"auc", "acc", "baseline_acc", "top1"} <= val.keys() and val["n"] == 6
     assert {"test_auc", "test_acc", "test_baseline_acc"} <= test.keys()
     assert 0.0 <= val["auc"] <= 1.0 and val["baseline_acc"] == 0.5
+
+
+def _records(run) -> list[dict]:
+    return [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_3d_resnet18_peer_logs_val_and_test_auc(tmp_path):
+    fake_medmnist3d(tmp_path / "data")
+    out = run_cli(["finetune", "-c", "adrenal3d_resnet18", "finetune.pretrained=null",
+                   "data.img_size=8", "data.batch_size=6", "run.log_interval=1",
+                   "finetune.optim.epochs=1", f"data.root={tmp_path / 'data'}",
+                   f"run.output_dir={tmp_path / 'runs'}", "run.name=cnn"])
+    assert any("resnet18 3-D (r3d_18, cifar stem)" in line for line in out)
+    records = _records(tmp_path / "runs/cnn")
+    assert sum(r["split"] == "train" for r in records) == 2  # 12 training volumes, batches of 6
+    val = next(r for r in records if r["split"] == "val")
+    test = next(r for r in records if r["split"] == "monitor")
+    assert 0.0 <= val["auc"] <= 1.0 and val["n"] == 6
+    assert 0.0 <= test["test_auc"] <= 1.0
+
+
+def test_a_2d_cnn_on_volumes_is_refused_naming_the_key(tmp_path, capsys):
+    fake_medmnist3d(tmp_path / "data")
+    argv = ["finetune", "-c", "adrenal3d_resnet18", "model.spatial_dims=2",
+            f"data.root={tmp_path / 'data'}", f"run.output_dir={tmp_path / 'runs'}"]
+    assert main(argv) == 2
+    assert "vitmae: error: model.spatial_dims: data.dataset=medmnist3d has 3-D items" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # refused before a run folder is made

@@ -1,6 +1,8 @@
 """The ResNet-18 baseline (model.arch=resnet18): shapes for both stems and 1- or 3-channel
 images, a gradient for every parameter, the ViT-only options refused naming their key, and
-two fine-tuning steps through the CLI, evaluated and resumed, for classify and multilabel."""
+two fine-tuning steps through the CLI, evaluated and resumed, for classify and multilabel.
+Its 3-D version (model.spatial_dims=3, torchvision's r3d_18): shapes per stage for 28^3 and
+16^3 volumes, a gradient for every parameter, what volumes refuse."""
 
 from __future__ import annotations
 
@@ -108,3 +110,71 @@ def test_multilabel_finetune_and_evaluate(tmp_path):
              f"run.output_dir={tmp_path / 'runs'}", "run.name=ml"])
     result = json.loads(run_cli(["evaluate", "--checkpoint", str(tmp_path / "runs" / "ml")])[-1])
     assert {"map", "per_label_acc", "n"} <= result.keys() and result["n"] == 2
+
+
+@pytest.fixture(scope="module")
+def resnet3d():
+    """One r3d_18 with the 3x3x3 stride-1 stem for 1-channel volumes: building it takes ~1 s."""
+    torch.manual_seed(0)
+    return build_cnn("resnet18", "cifar", 1, num_classes=2, spatial_dims=3)
+
+
+def _stage_grids(model, x: torch.Tensor) -> tuple[tuple[int, ...], torch.Tensor]:
+    """-> (each stage's output shape, without B; the logits), in eval mode."""
+    seen = []
+    stages = [getattr(model.encoder, f"layer{i}") for i in range(1, 5)]
+    hooks = [s.register_forward_hook(lambda m, i, out: seen.append(tuple(out.shape[1:])))
+             for s in stages]
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    for h in hooks:
+        h.remove()
+    return seen, logits
+
+
+@pytest.mark.parametrize("side,grids", [(28, (28, 14, 7, 4)), (16, (16, 8, 4, 2))])
+def test_a_volume_reaches_the_last_stage_at_its_side_over_8(resnet3d, side, grids):
+    x = torch.randn(1, 1, side, side, side)  # (B, C, D, H, W)
+    seen, logits = _stage_grids(resnet3d, x)
+    widths = (64, 128, 256, 512)
+    assert seen == [(c, g, g, g) for c, g in zip(widths, grids, strict=True)]
+    assert logits.shape == (1, 2)  # (B, K)
+    assert resnet3d.num_features == 512
+
+
+def test_the_3d_imagenet_stem_is_torchvisions_video_stem():
+    model = build_cnn("resnet18", "imagenet", 1, num_classes=2, spatial_dims=3)
+    conv = model.encoder.stem[0]
+    assert (conv.in_channels, conv.kernel_size, conv.stride) == (1, (3, 7, 7), (1, 2, 2))
+    seen, _ = _stage_grids(model, torch.randn(1, 1, 16, 16, 16))
+    assert seen[0] == (64, 16, 8, 8)  # depth kept, height and width halved
+
+
+def test_every_parameter_of_the_3d_resnet_gets_a_gradient(resnet3d):
+    resnet3d.train()
+    resnet3d.zero_grad()
+    resnet3d(torch.randn(2, 1, 8, 8, 8)).logsumexp(-1).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in resnet3d.parameters())
+    assert {n for n, _ in resnet3d.named_parameters() if not n.startswith("encoder.")} == \
+        {"head.weight", "head.bias"}
+
+
+@pytest.mark.parametrize("override,key,msg", [
+    ("task=segment", "task", "3-D segmentation is not there yet"),
+    ("finetune.optim.layer_decay=0.75", "finetune.optim.layer_decay", "needs 1.0"),
+    ("model.patch_size=4", "model.patch_size", "a ViT size"),
+    ("finetune.pretrained=.", "finetune.pretrained", "trains from scratch"),
+])
+def test_volumes_refuse_what_a_3d_cnn_cannot_do_naming_the_key(override, key, msg):
+    with pytest.raises(ConfigError, match=rf"^{key}: .*{msg}"):
+        load_config("adrenal3d_resnet18", [override])
+
+
+@pytest.mark.parametrize("preset", ["adrenal3d_resnet18", "vessel3d_resnet18"])
+def test_the_3d_presets_are_the_vit_fine_tuning_runs_without_mae(preset):
+    cfg, vit = load_config(preset), load_config(preset.removesuffix("_resnet18"))
+    assert (cfg.model.arch, cfg.model.spatial_dims) == ("resnet18", 3)
+    assert cfg.data == vit.data and cfg.task == vit.task
+    assert cfg.finetune.test_split == vit.finetune.test_split
+    assert cfg.finetune.optim.epochs == vit.finetune.optim.epochs

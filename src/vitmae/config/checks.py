@@ -14,6 +14,7 @@ from typing import Any, Literal
 from vitmae.config.schema import Config, PretrainConfig
 from vitmae.errors import ConfigError
 from vitmae.variants import (
+    CNN_3D,
     CNN_ARCHS,
     FROM_WEIGHTS,
     SIZE_KEYS,
@@ -146,9 +147,13 @@ def _check_model(cfg: Config) -> None:
 
 
 def _check_volumes(cfg: Config) -> None:
-    """What the 3-D ViT and MAE (model.spatial_dims=3) do not have (yet)."""
+    """What the 3-D ViT and MAE (model.spatial_dims=3) do not have (yet); a CNN needs a 3-D
+    version."""
     m, vol = cfg.model, "volumes (model.spatial_dims=3)"
-    need(m.arch not in CNN_ARCHS, "model.arch", f"{m.arch} is a 2-D CNN; {vol} need a ViT")
+    if m.arch in CNN_ARCHS:  # _check_cnn has checked the rest
+        need(m.arch in CNN_3D, "model.arch",
+             f"{m.arch} has no 3-D version for {vol} (3-D CNNs: {', '.join(CNN_3D)})")
+        return
     need(cfg.task in ("classify", "multilabel"), "task",
          f"{vol} are classified (classify, multilabel); 3-D segmentation is not there yet, "
          f"got {cfg.task!r}")
@@ -168,8 +173,10 @@ def _check_volumes(cfg: Config) -> None:
 def _check_cnn(cfg: Config) -> None:
     """What a CNN baseline cannot do: each ViT-only option refused, naming its key."""
     m, f, arch = cfg.model, cfg.finetune, f"model.arch={cfg.model.arch}"
+    seg = "segmentation needs a ViT" if m.spatial_dims == 2 else \
+        "3-D segmentation is not there yet"
     need(cfg.task in ("classify", "multilabel"), "task",
-         f"{arch} classifies (classify, multilabel); segmentation needs a ViT, got {cfg.task!r}")
+         f"{arch} classifies (classify, multilabel); {seg}, got {cfg.task!r}")
     need(f.optim.layer_decay == 1.0, "finetune.optim.layer_decay",
          f"layer-wise lr decay is defined over a ViT's blocks; {arch} needs 1.0, "
          f"got {f.optim.layer_decay}")

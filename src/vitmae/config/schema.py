@@ -19,12 +19,14 @@ from vitmae.variants import CnnStem
 class ModelConfig:
     # a name from vitmae.variants.VARIANTS, or "from_weights": every size and layout option
     # taken from finetune.pretrained (or pretrain.init); or a CNN baseline (resnet18,
-    # vitmae.models.cnn), trained from scratch for classify / multilabel. The ViT options
-    # below (sizes, drop_path, pooling, layout, decoder, masking, seg_*) do not apply to it.
+    # vitmae.models.cnn; with spatial_dims=3 torchvision's video r3d_18), trained from scratch
+    # for classify / multilabel. The ViT options below (sizes, drop_path, pooling, layout,
+    # decoder, masking, seg_*) do not apply to it.
     arch: str = "vit_micro_patch4"
     # CNN stem: "imagenet" (torchvision's 7x7 stride-2 conv + max-pool, for ~224 px) or
     # "cifar" (3x3 stride-1 conv, no max-pool: small images keep their resolution; a 32 px
-    # image would leave the imagenet stem at 8x8)
+    # image would leave the imagenet stem at 8x8). With spatial_dims=3: torchvision's video
+    # stem ((3, 7, 7) conv, stride (1, 2, 2)) or a 3x3x3 stride-1 conv
     cnn_stem: CnnStem = "imagenet"
     patch_size: int | None = None  # None: the variant's own
     embed_dim: int | None = None  # None: the variant's own (also depth, num_heads)
@@ -65,7 +67,8 @@ class ModelConfig:
     seg_aux: float = 0.0  # > 0: an auxiliary linear head on a middle block, its loss weight
     # 3: volumes (B, C, D, H, W), e.g. data.dataset=medmnist3d or volume_folder: cubic
     # patches of patch_size**3 voxels, a 3-D sin-cos table (embed_dim and decoder_embed_dim
-    # divisible by 6), the same blocks; classify and multilabel (vitmae.models.patch3d)
+    # divisible by 6), the same blocks; classify and multilabel (vitmae.models.patch3d).
+    # With a CNN model.arch: its 3-D version (vitmae.variants.CNN_3D)
     spatial_dims: Literal[2, 3] = 2
 
 
