@@ -21,8 +21,9 @@ import vitmae.train.steps
 from vitmae.cli import main
 
 
-def stop_at_micro_batch(n: int, stop) -> None:
-    """Call `stop()` when the step strategy is handed its n-th micro-batch."""
+def stop_at_micro_batch(n: int, stop, patch=setattr) -> None:
+    """Call `stop()` when the step strategy is handed its n-th micro-batch; `patch` sets the
+    attribute (a test in its own process passes `monkeypatch.setattr`)."""
     step, calls = vitmae.train.steps.PlainStep.__call__, [0]
 
     def counted(self, task, batch, last_micro: bool):
@@ -31,7 +32,7 @@ def stop_at_micro_batch(n: int, stop) -> None:
             stop()
         return step(self, task, batch, last_micro)
 
-    vitmae.train.steps.PlainStep.__call__ = counted
+    patch(vitmae.train.steps.PlainStep, "__call__", counted)
 
 
 def kill_in_save(step: int) -> None:
