@@ -12,6 +12,8 @@ import torch
 from torch.utils.data import Dataset
 
 import vitmae.distributed
+from vitmae.config import DataConfig
+from vitmae.data import build_dataset
 from vitmae.data.loader import EpochSampler, SeededSamples, make_loader
 from vitmae.tasks import build_task
 from vitmae.train.engine import run_evaluator
@@ -101,6 +103,22 @@ def test_a_loader_resumed_mid_epoch_gives_the_rest_of_the_same_batches():
     by_item = dict(zip(ids, draws, strict=True))
     assert not any(torch.isclose(by_item[i], d).all() for i, d in zip(next_ids, next_draws,
                                                                       strict=True))
+
+
+def test_the_real_training_transforms_follow_the_seed_and_the_epoch():
+    """The built-in digits' training augmentation (a random affine, torchvision v2) draws
+    from the generator that SeededSamples reseeds: same epoch, same images; next epoch,
+    other images."""
+    ds = build_dataset(DataConfig(dataset="digits", subset=16), "train", train=True)
+
+    def images(epoch: int) -> torch.Tensor:  # (16, 1, H, W) in item order
+        data = SeededSamples(ds, 0, epoch)
+        return torch.stack([data[i][0] for i in range(16)])
+
+    first = images(1)
+    assert torch.equal(images(1), first)
+    changed = (images(2) != first).flatten(1).any(1)  # (16,) per item
+    assert changed.all()
 
 
 def test_a_worker_process_loads_the_same_items_as_the_main_process():
