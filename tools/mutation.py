@@ -4,12 +4,15 @@ runs the tests that cover that module; a mutant that no test fails on "survives"
 
     pip install mutmut
     python tools/mutation.py [--only loader metrics] [--max-children 2] [--out FILE]
+                             [--diffs FOLDER]
 
 Not part of CI: minutes per module on two CPU cores. mutmut reads its settings from the
 folder it runs in and writes `mutants/` there, so this runs it in a temporary copy of src/,
 tests/ and pyproject.toml (without the `[tool.mutmut]` table, so that its setup.cfg is read)
 and leaves the checkout alone. Writes one JSON line per module (killed, survived, timeouts,
-score = killed / (killed + survived)) to --out (default results/mutation.jsonl).
+score = killed / (killed + survived), the surviving mutants' names) to --out (default
+results/mutation.jsonl); with --diffs, each survivor's diff into that folder, to read which
+change no test notices (many are equivalent: another large prime in a seed formula).
 """
 
 from __future__ import annotations
@@ -64,7 +67,22 @@ def score(work: Path) -> dict:
     return {**stats, "score": killed / max(killed + survived, 1)}
 
 
-def run_module(name: str, max_children: int) -> dict:
+def survivors(work: Path, diffs: Path | None) -> list[str]:
+    """The names of the surviving mutants; with `diffs`, each one's diff written there."""
+    out = subprocess.run(["mutmut", "results"], cwd=work, check=True, capture_output=True,
+                         text=True).stdout
+    names = [line.split(":")[0].strip() for line in out.splitlines()
+             if line.strip().endswith(": survived")]
+    if diffs is not None:
+        diffs.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shown = subprocess.run(["mutmut", "show", name], cwd=work, check=True,
+                                   capture_output=True, text=True).stdout
+            (diffs / f"{name}.diff").write_text(shown)
+    return names
+
+
+def run_module(name: str, max_children: int, diffs: Path | None = None) -> dict:
     module, tests = CONTRACTS[name]
     with tempfile.TemporaryDirectory(prefix="vitmae-mutation-") as tmp:
         work = Path(tmp)
@@ -77,9 +95,9 @@ def run_module(name: str, max_children: int) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"mutmut run failed for {module}:\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-3000:]}")
-        return {"module": module, "tests": tests, **score(work),
-                "minutes": round((time.perf_counter() - t0) / 60, 1),
-                "date": time.strftime("%Y-%m-%d")}
+        minutes = round((time.perf_counter() - t0) / 60, 1)
+        return {"module": module, "tests": tests, **score(work), "minutes": minutes,
+                "date": time.strftime("%Y-%m-%d"), "survived_mutants": survivors(work, diffs)}
 
 
 def main() -> None:
@@ -87,11 +105,12 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", choices=sorted(CONTRACTS), default=sorted(CONTRACTS))
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "mutation.jsonl")
+    ap.add_argument("--diffs", type=Path, help="write each surviving mutant's diff here")
     args = ap.parse_args()
     if shutil.which("mutmut") is None:
         raise SystemExit("mutmut is not installed: pip install mutmut")
     for name in args.only:
-        result = run_module(name, args.max_children)
+        result = run_module(name, args.max_children, args.diffs)
         print(json.dumps(result), flush=True)
         with open(args.out, "a") as f:
             f.write(json.dumps(result) + "\n")

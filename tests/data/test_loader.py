@@ -154,6 +154,27 @@ def test_uneven_training_shards_pad_with_repeats_only(as_rank):
     assert len(flat) == 12 and repeated == sorted(order(0, n=10, seed=0)[:2])
 
 
+def test_making_and_reading_a_loader_leaves_the_training_rng_alone():
+    """A loader made at an epoch start or on resume must not draw from the global RNG (the
+    DataLoader draws its workers' base seed from its `generator`, else from that RNG)."""
+    torch.manual_seed(7)
+    want = torch.rand(4)
+    torch.manual_seed(7)
+    for epoch in (0, 1):
+        loaded(make_loader(Draws(12), 4, train=True, seed=1, epoch=epoch))
+    assert torch.equal(torch.rand(4), want)
+
+
+def test_every_rank_takes_the_same_number_of_training_batches(as_rank):
+    """DDP ranks step in lockstep: with 10 items on 3 ranks each rank's loader gives the same
+    batches, the short rank padded (a rank with one batch fewer would hang the others)."""
+    counts = []
+    for rank in range(3):
+        as_rank(rank, 3)
+        counts.append(len(list(make_loader(Draws(10), 2, train=True))))
+    assert counts == [2, 2, 2]
+
+
 @pytest.mark.parametrize(("n", "world"), [(13, 2), (10, 3), (2, 3)])
 def test_evaluation_sees_each_item_exactly_once_across_ranks(n, world, as_rank):
     seen = []
