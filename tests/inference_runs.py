@@ -36,12 +36,13 @@ def write_image_folder(root: Path) -> Path:
     return root
 
 
-def folder_run(root: Path) -> Path:
-    """A classifier fine-tuned on an image folder under root/data; -> its run folder."""
+def folder_run(root: Path, *extra: str) -> Path:
+    """A classifier fine-tuned on an image folder under root/data, with `extra` overrides;
+    -> its run folder."""
     data = write_image_folder(root / "data")
     run_cli(["finetune", "-c", "digits", *TINY, "data.dataset=folder", f"data.root={data}",
              "data.batch_size=4", "finetune.optim.epochs=1", f"run.output_dir={root}",
-             "run.name=folder"])
+             "run.name=folder", *extra])
     return root / "folder"
 
 

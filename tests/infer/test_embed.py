@@ -54,6 +54,22 @@ def test_the_default_pool_is_the_models_own(run, tmp_path):
     assert np.array_equal(np.load(tmp_path / "default.npy"), np.load(tmp_path / "mean.npy"))
 
 
+def test_the_default_pool_of_a_class_token_model_is_its_class_token(tmp_path):
+    """A model pooled by its class token (model.global_pool=token): the default is not the
+    mean, which the avg-pool runs above would not tell apart."""
+    run = folder_run(tmp_path / "token", "model.global_pool=token")
+    assert open_model(run).encoder.global_pool == "token"
+    images = run.parent / "data" / "test"
+    feats = {}
+    for name, pool in (("default", []), ("cls", ["--pool", "cls"]), ("mean", ["--pool", "mean"])):
+        rc, _, err = cli(["embed", "--checkpoint", run, images, "--out", tmp_path / f"{name}.npy",
+                          *pool])
+        assert rc == 0, err
+        feats[name] = np.load(tmp_path / f"{name}.npy")
+    assert np.array_equal(feats["default"], feats["cls"])
+    assert not np.allclose(feats["default"], feats["mean"], atol=1e-3)
+
+
 def test_unreadable_images_are_left_out_of_both_files(run, tmp_path):
     good = run.parent / "data" / "test" / "cat" / "0.png"
     (tmp_path / "bad.jpg").write_bytes(b"nope")

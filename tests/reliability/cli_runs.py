@@ -30,10 +30,10 @@ def assert_same_run(run: Path, reference: Path) -> None:
     assert not differences, f"differs from the uninterrupted run: {differences}"
 
 
-def resume(run: Path, capsys) -> tuple[int, str]:
-    """`vitmae pretrain --resume run` in this process -> (exit code, stdout + stderr)."""
+def resume(run: Path, capsys, command: str = "pretrain") -> tuple[int, str]:
+    """`vitmae <command> --resume run` in this process -> (exit code, stdout + stderr)."""
     capsys.readouterr()
-    code = main(["pretrain", "--resume", str(run)])
+    code = main([command, "--resume", str(run)])
     out = capsys.readouterr()
     return code, out.out + out.err
 

@@ -1,16 +1,14 @@
 """Session fixture of the reliability tests: the reference pretraining run (in this process)
-and three `python -m vitmae pretrain` processes killed or signalled at given steps, run once,
-at the same time; the tests then resume them and compare (see cli_runs.py).
+and three `vitmae pretrain` processes that kill or signal themselves at exact points
+(self_stop.py), run once, at the same time; the tests then resume them and compare (see
+cli_runs.py).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,51 +29,32 @@ class Interrupted:
     stderr: str
 
 
-# name -> (metrics.jsonl lines to wait for, signal, extra overrides, signal the whole group)
+# name -> (how and where it stops itself (self_stop.py), extra overrides). With 4 steps per
+# epoch and a checkpoint every 2 steps and at each epoch end (cli_runs.RUN):
 PLANS = {
-    "kill_w0": (2, signal.SIGKILL, ("data.num_workers=0",), False),
-    "kill_w1": (4, signal.SIGKILL, ("data.num_workers=1",), False),
-    # Ctrl-C in a terminal reaches the whole process group, DataLoader workers included
-    "int_group": (3, signal.SIGINT, ("data.num_workers=1",), True),
+    # killed while saving ckpt-8 (epoch 1's end): resumes mid-epoch from ckpt-6
+    "kill_w0": ("kill-save", 8, ("data.num_workers=0",)),
+    # killed in step 11: resumes mid-epoch from ckpt-10, with a worker process
+    "kill_w1": ("kill-step", 11, ("data.num_workers=1",)),
+    # Ctrl-C in a terminal reaches the whole process group, DataLoader workers included;
+    # sent in step 7, which finishes and is saved
+    "int_group": ("int-group", 7, ("data.num_workers=1",)),
 }
-
-
-def _line_count(path: Path) -> int:
-    try:
-        return len(path.read_text().splitlines())
-    except FileNotFoundError:
-        return 0
-
-
-def _signal_when_due(procs: dict[str, subprocess.Popen], out: Path) -> None:
-    """Send each process its signal once its metrics.jsonl has enough lines."""
-    pending, deadline = set(procs), time.monotonic() + 300
-    while pending and time.monotonic() < deadline:
-        for name in sorted(pending):
-            lines, sig, _, group = PLANS[name]
-            if _line_count(out / name / "metrics.jsonl") >= lines:
-                os.killpg(procs[name].pid, sig) if group else procs[name].send_signal(sig)
-                pending.discard(name)
-            elif procs[name].poll() is not None:
-                pending.discard(name)  # finished or failed first: the test will say so
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory) -> dict[str, Interrupted]:
-    """The reference run (in this process) and three interrupted CLI processes, concurrently."""
+    """The reference run (in this process) and three self-stopping CLI processes, concurrently."""
     out = tmp_path_factory.mktemp("runs")
     src = Path(__file__).resolve().parents[2] / "src"
     path = os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+    child = str(Path(__file__).with_name("self_stop.py"))
     procs = {name: subprocess.Popen(
-        [sys.executable, "-m", "vitmae", *pretrain_argv(out, name, *extra)], env=env,
+        [sys.executable, child, how, str(n), *pretrain_argv(out, name, *extra)], env=env,
         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        for name, (_, _, extra, _) in PLANS.items()}
-    signaller = threading.Thread(target=_signal_when_due, args=(procs, out), daemon=True)
-    signaller.start()
+        for name, (how, n, extra) in PLANS.items()}
     done = {"ref": Interrupted(out / "ref", main(pretrain_argv(out, "ref")), "", "")}
-    signaller.join()
     for name, p in procs.items():
         stdout, stderr = p.communicate(timeout=300)
         done[name] = Interrupted(out / name, p.returncode, stdout, stderr)

@@ -31,6 +31,7 @@ def _check_stopped(run, code: int, signum: int, stderr: str) -> None:
 def test_ctrl_c_to_the_process_group_with_a_worker(runs, capsys):
     stopped = runs["int_group"]
     _check_stopped(stopped.run, stopped.returncode, signal.SIGINT, stopped.stderr)
+    assert "stopped by SIGINT at step 7;" in stopped.stderr  # the step it was sent in
     code, out = resume(stopped.run, capsys)
     assert code == 0, out
     assert_same_run(stopped.run, runs["ref"].run)

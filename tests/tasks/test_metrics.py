@@ -1,16 +1,24 @@
-"""Segmentation metrics from confusion matrices, and mAP from additive score histograms."""
+"""Classification and segmentation metrics from confusion matrices, and mAP from additive
+score histograms, against scikit-learn where it has the same metric."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    precision_score,
+    recall_score,
+)
 
 from vitmae.tasks import build_task
 from vitmae.tasks.metrics import (
     average_precision,
     background_baseline,
+    classification_metrics,
     confusion_matrix,
     score_histograms,
     segmentation_metrics,
@@ -43,6 +51,43 @@ def test_void_never_counts_and_labels_out_of_range_raise():
     assert cm.sum() == 1
     with pytest.raises(ValueError, match="labels outside"):
         confusion_matrix(torch.tensor([0]), torch.tensor([255]), K=2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_top1_and_per_class_accuracy_match_sklearn_on_unbalanced_classes(seed):
+    rng = np.random.default_rng(seed)
+    N, K = 500, 5
+    target = rng.choice(K, N, p=[0.5, 0.25, 0.15, 0.07, 0.03])  # unbalanced on purpose
+    # right 60% of the time, else a guess biased towards class 0: precision != recall
+    guess = rng.choice(K, N, p=[0.6, 0.1, 0.1, 0.1, 0.1])
+    pred = np.where(rng.random(N) < 0.6, target, guess)
+    cm = confusion_matrix(torch.from_numpy(pred), torch.from_numpy(target), K)
+    m = classification_metrics(cm, list("abcde"))
+    recall = recall_score(target, pred, average=None, labels=range(K))
+    assert m["n"] == N
+    assert m["top1"] == pytest.approx(accuracy_score(target, pred), abs=1e-12)
+    np.testing.assert_allclose(list(m["per_class"].values()), recall, atol=1e-12)
+    assert list(m["per_class"]) == list("abcde")
+    # the data set tells the right metrics from their look-alikes
+    precision = precision_score(target, pred, average=None, labels=range(K))
+    assert np.abs(precision - recall).max() > 0.05
+    assert abs(balanced_accuracy_score(target, pred) - accuracy_score(target, pred)) > 0.02
+
+
+def test_classification_evaluator_matches_sklearn_over_batches():
+    rng = np.random.default_rng(3)
+    N, K = 90, 4
+    target = rng.choice(K, N, p=[0.7, 0.2, 0.05, 0.05])
+    logits = rng.normal(size=(N, K)) + 2.0 * np.eye(K)[target] * (rng.random((N, 1)) < 0.5)
+    ev = build_task("classify", num_classes=K).evaluator()
+    for s in range(0, N, 32):  # batches of 32, the last one partial
+        out = torch.from_numpy(logits[s:s + 32])
+        ev.update(lambda imgs, out=out: out, (torch.zeros(len(out), 1, 4, 4),
+                                              torch.from_numpy(target[s:s + 32])))
+    r, pred = ev.result(), logits.argmax(1)
+    assert r["n"] == N and r["top1"] == pytest.approx(accuracy_score(target, pred))
+    np.testing.assert_allclose(list(r["per_class"].values()),
+                               recall_score(target, pred, average=None, labels=range(K)))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -1,4 +1,5 @@
-"""The engine's `fit`: gradient accumulation is exact, steps and records are as configured."""
+"""The engine's `fit`: gradient accumulation is exact, steps and records are as configured,
+gradients are clipped as asked; evaluation runs the model in eval mode."""
 
 from __future__ import annotations
 
@@ -104,3 +105,67 @@ def test_evaluate_sees_every_image_once(micro_vit):
                       torch.device("cpu"))
     assert result["n"] == 13 and 0.0 <= result["top1"] <= 1.0
     assert model.training  # evaluation restores the mode
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_clip_grad_bounds_the_norm_the_optimizer_steps_with(micro_vit, tmp_path, monkeypatch,
+                                                             accum):
+    """The norm of the whole (accumulated) gradient at each optimizer step is at most
+    clip_grad; without clipping the same steps see larger norms."""
+    norms = []
+    adam_step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    clip = 0.05
+    _train(micro_vit, tmp_path / "free", batch_size=8 // accum, accum=accum)
+    free, norms[:] = list(norms), []
+    _train(micro_vit, tmp_path / "clipped", batch_size=8 // accum, accum=accum, clip_grad=clip)
+    assert len(norms) == len(free) == 4
+    assert min(free) > 2 * clip  # so that clipping has something to do
+    assert max(norms) <= clip * (1 + 1e-5), norms
+    assert norms[0] == pytest.approx(clip, rel=1e-5)  # the first step is clipped, not zeroed
+
+
+class RecordsMode(torch.nn.Module):
+    """Logits (B, K) from a linear layer over the mean pixel; records `training` of each call."""
+
+    def __init__(self, K: int = 4):
+        super().__init__()
+        self.linear, self.modes = torch.nn.Linear(1, K), []
+
+    def forward(self, x: torch.Tensor, generator=None) -> torch.Tensor:  # (B, C, H, W)
+        self.modes.append(self.training)
+        return self.linear(x.mean((1, 2, 3))[:, None])  # (B, K)
+
+
+def test_evaluation_runs_the_model_in_eval_mode_and_restores_training(tmp_path):
+    model = RecordsMode()
+    evaluate(model, build_task("classify", num_classes=4), Images(10), 4, torch.device("cpu"))
+    assert model.modes == [False] * 3 and model.training  # batches of 4, 4, 2
+    model.modes.clear()
+    cfg = OptimConfig(epochs=1, lr=1e-3, warmup_epochs=0)
+    opt = build_optimizer(param_groups(model, cfg.weight_decay), cfg, cfg.lr)
+    fit(model, build_task("classify", num_classes=4), opt, cfg.lr, cfg, Images(8),
+        Images(6, seed=1), DataConfig(batch_size=4), RunConfig(), RunDir(tmp_path),
+        torch.device("cpu"), {}, log=lambda _: None)
+    assert model.modes == [True, True, False, False]  # 2 training steps, then 2 val batches
+
+
+def test_evaluation_results_do_not_depend_on_drop_path(micro_vit):
+    """With drop-path on, a model left in training mode would give other predictions on each
+    pass; the evaluator's must be those of the deterministic eval-mode model."""
+    model = micro_vit(num_classes=4, drop_path=0.5)
+    data = Images(24)
+    with torch.no_grad():
+        model.eval()
+        pred = model(data.x).argmax(-1)  # (N,)
+        model.train()
+    want = (pred == data.y).float().mean().item()
+    for _ in range(3):
+        r = evaluate(model, build_task("classify", num_classes=4), data, 8, torch.device("cpu"))
+        assert r["top1"] == pytest.approx(want)
