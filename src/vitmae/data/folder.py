@@ -90,29 +90,33 @@ class ClassFolderDataset(Dataset):
         return self.transform(self.read(path)), target
 
 
-def split_classes(cfg: DataConfig, split: str, layout: str, is_item: Callable[[Path], bool],
-                  kind: str) -> tuple[Path, list[str]]:
-    """(the split's folder, the classes: the sorted class folders of both splits), after the
-    checks: the folder exists (else the error shows `layout`), and the class folders of the
-    two splits agree and are not empty, unless data.allow_class_mismatch."""
+def split_classes(cfg: DataConfig, split: str, layout: str, kind: str
+                  ) -> tuple[Path, list[str]]:
+    """(the split's folder, the classes: the sorted class folders of both splits); a missing
+    folder is an error that shows `layout`."""
     folder = data_root(cfg) / split
     if not folder.is_dir():
         raise missing_data_error(f"{kind} folder split '{split}' (layout {layout})", [folder],
                                  download=False)
-    folders = splits_of(cfg, split)
-    problems = class_problems(folders, is_item, kind)
+    return folder, sorted(set().union(*map(class_names, splits_of(cfg, split))))
+
+
+def check_class_folders(cfg: DataConfig, split: str, is_item: Callable[[Path], bool],
+                        kind: str) -> None:
+    """The class folders of the two splits agree and none is empty, unless
+    data.allow_class_mismatch."""
+    problems = class_problems(splits_of(cfg, split), is_item, kind)
     if problems and not cfg.allow_class_mismatch:
-        raise BadDataError(f"{kind} folder classes: " + "; ".join(problems) + ". Fix the "
-                           "folders, or pass data.allow_class_mismatch=true to train on the "
-                           "union of the class folders of both splits")
-    return folder, sorted(set().union(*map(class_names, folders)))
+        raise BadDataError(f"{kind.removesuffix('s')} folder classes: {'; '.join(problems)}. "
+                           f"Fix the folders, or pass data.allow_class_mismatch=true to train "
+                           f"on the union of the class folders of both splits")
 
 
 @register_dataset("folder")
 def build_folder(cfg: DataConfig, split: str, train: bool) -> ClassFolderDataset:
-    folder, classes = split_classes(cfg, split, f"<root>/{split}/<class>/*.jpg", is_image,
-                                    "images")
+    folder, classes = split_classes(cfg, split, f"<root>/{split}/<class>/*.jpg", "images")
     mean, std = norm_stats(cfg, IMAGENET_MEAN, IMAGENET_STD)
     ds = ClassFolderDataset(folder, folder_transform(cfg.img_size, mean, std, train), classes)
+    check_class_folders(cfg, split, is_image, "images")
     ds.in_chans, ds.mean, ds.std = 3, mean, std
     return ds

@@ -11,7 +11,7 @@ with mean 0.5, std 0.25 unless data.mean / data.std say otherwise.
 from __future__ import annotations
 
 from vitmae.config import DataConfig
-from vitmae.data.folder import ClassFolderDataset, split_classes
+from vitmae.data.folder import ClassFolderDataset, check_class_folders, split_classes
 from vitmae.data.registry import norm_stats, register_dataset
 from vitmae.data.volume_io import VOLUME_EXTENSIONS, is_volume, read_volume
 from vitmae.data.volume_transforms import VolumeTransform
@@ -22,10 +22,11 @@ MEAN, STD = (0.5,), (0.25,)  # of voxels scaled to [0, 1]; data.mean / data.std 
 @register_dataset("volume_folder")
 def build_volume_folder(cfg: DataConfig, split: str, train: bool) -> ClassFolderDataset:
     folder, classes = split_classes(cfg, split, f"<root>/{split}/<class>/*.npy|*.nii.gz",
-                                    is_volume, "volumes")
+                                    "volumes")
     mean, std = norm_stats(cfg, MEAN, STD)
     ds = ClassFolderDataset(folder, VolumeTransform(cfg.img_size, mean, std, train), classes,
                             is_volume, read_volume, "volumes", VOLUME_EXTENSIONS)
+    check_class_folders(cfg, split, is_volume, "volumes")
     ds.in_chans, ds.mean, ds.std = 1, mean, std
     ds.spatial_dims = 3  # the model must be a 3-D one (model.spatial_dims=3)
     return ds
