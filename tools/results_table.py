@@ -34,6 +34,8 @@ HEADLINE = [
                                                ("cifar10", "scratch", "top1")]),
     ("VOC segmentation", [("voc_seg_vit_tiny", "imagenet21k", "miou")]),
     ("VOC labels (multi-label)", [("voc_cls_vit_tiny", "imagenet21k", "map")]),
+    ("AdrenalMNIST3D scans, MAE / from scratch", [("adrenal3d", "mae", "auc"),
+                                                  ("adrenal3d", "scratch", "auc")]),
 ]
 
 
