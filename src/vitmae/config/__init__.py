@@ -4,11 +4,20 @@ YAML presets (`presets/`) with `key.sub=value` overrides (`load`).
 Everything a caller needs is importable from here: `from vitmae.config import load_config`.
 """
 
+from vitmae.config.checks import need, validate
 from vitmae.config.load import (
     MOVED,
     PRESET_DIR,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    parse_override,
+    resolve_preset,
+    to_dict,
+    upgrade_layout,
+)
+from vitmae.config.schema import (
     Config,
-    ConfigError,
     DataConfig,
     FinetuneConfig,
     MnistSegConfig,
@@ -16,16 +25,8 @@ from vitmae.config.load import (
     OptimConfig,
     PretrainConfig,
     RunConfig,
-    apply_overrides,
-    config_from_dict,
-    load_config,
-    need,
-    parse_override,
-    resolve_preset,
-    to_dict,
-    upgrade_layout,
-    validate,
 )
+from vitmae.errors import ConfigError
 
 __all__ = [
     "MOVED", "PRESET_DIR", "Config", "ConfigError", "DataConfig", "FinetuneConfig",

@@ -17,25 +17,12 @@ from typing import Any
 
 import yaml
 
-from vitmae.config.checks import check_value, need, validate
-from vitmae.config.schema import (
-    Config,
-    DataConfig,
-    FinetuneConfig,
-    MnistSegConfig,
-    ModelConfig,
-    OptimConfig,
-    PretrainConfig,
-    RunConfig,
-)
+from vitmae.config.checks import check_value, validate
+from vitmae.config.schema import Config, OptimConfig
 from vitmae.errors import ConfigError
 
-__all__ = [
-    "PRESET_DIR", "MOVED", "Config", "ConfigError", "DataConfig", "FinetuneConfig",
-    "MnistSegConfig", "ModelConfig", "OptimConfig", "PretrainConfig", "RunConfig",
-    "apply_overrides", "config_from_dict", "load_config", "need", "parse_override",
-    "resolve_preset", "to_dict", "upgrade_layout", "validate",
-]
+__all__ = ["MOVED", "PRESET_DIR", "apply_overrides", "config_from_dict", "load_config",
+           "parse_override", "resolve_preset", "to_dict", "upgrade_layout"]
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
