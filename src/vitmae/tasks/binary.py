@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from vitmae.tasks.metrics import score_histograms
+
 BINS = 1 << 16  # probability resolution 1.5e-5
 
 
@@ -28,9 +30,9 @@ def add_binary(sums: dict[str, torch.Tensor], logits: torch.Tensor,
     """logits (B, 2), labels (B,) 0/1 -> added to `sums` (of `binary_sums`)."""
     prob = logits.float().softmax(-1)[:, 1].cpu()  # (B,) positive-class probability
     labels = labels.cpu().bool()
-    b = (prob.double() * BINS).long().clamp_(0, BINS - 1)  # (B,) bin of each score
-    sums["pos_hist"] += torch.bincount(b[labels], minlength=BINS)
-    sums["neg_hist"] += torch.bincount(b[~labels], minlength=BINS)
+    pos, neg = score_histograms(prob[:, None], labels[:, None], BINS)  # (1, BINS) each
+    sums["pos_hist"] += pos[0]
+    sums["neg_hist"] += neg[0]
     sums["correct_05"] += ((prob > 0.5) == labels).sum()
 
 
