@@ -12,46 +12,21 @@ AUC (data.val_split=val) and report test AUC and ACC (finetune.test_split=test).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
-from torch.utils.data import Dataset
 
 from vitmae.config import DataConfig
 from vitmae.data.checks import BadDataError, check_labels
 from vitmae.data.registry import check_split, norm_stats, register_dataset
 from vitmae.data.root import data_root, missing_data_error
+from vitmae.data.tensor_dataset import ImageTensorDataset
 from vitmae.data.volume_transforms import VolumeTransform
 
 # class names from MedMNIST's INFO: label 0, label 1
 CLASSES = {"adrenal": ["normal", "hyperplasia"], "vessel": ["vessel", "aneurysm"]}
 SPLITS = ("train", "val", "test")
-
-
-class VolumeTensorDataset(Dataset):
-    """volumes: (N, D, H, W) uint8 in memory; targets: (N,) class indices. Items
-    (transform(volume) (1, S, S, S) float32, class index)."""
-
-    spatial_dims = 3  # the model must be a 3-D one (model.spatial_dims=3)
-
-    def __init__(self, volumes: Tensor, targets: Tensor, transform: Callable[[Tensor], Tensor],
-                 classes: list[str], mean: tuple, std: tuple):
-        if volumes.dim() != 4 or len(volumes) != len(targets):
-            raise ValueError(f"expected volumes (N, D, H, W) and N targets, got "
-                             f"{tuple(volumes.shape)} and {len(targets)}")
-        self.volumes, self.targets = volumes, targets.long()
-        self.transform, self.classes = transform, list(classes)
-        self.num_classes, self.in_chans = len(self.classes), 1
-        self.mean, self.std = tuple(mean), tuple(std)
-
-    def __len__(self) -> int:
-        return len(self.volumes)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        return self.transform(self.volumes[i]), int(self.targets[i])  # (1, S, S, S), class
 
 
 def npz_path(cfg: DataConfig) -> Path:
@@ -84,15 +59,26 @@ def read_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @register_dataset("medmnist3d")
-def build_medmnist3d(cfg: DataConfig, split: str, train: bool) -> VolumeTensorDataset:
+def build_medmnist3d(cfg: DataConfig, split: str, train: bool) -> ImageTensorDataset:
     check_split(split, SPLITS, "medmnist3d")
     path = npz_path(cfg)
     vols, labels = read_npz(path, split)
     classes = CLASSES[cfg.medmnist3d.name]
     check_labels(labels, len(classes), path)
     train_vols = vols if split == "train" else read_npz(path, "train")[0]
-    unit = train_vols.astype(np.float32) / 255  # the training split's stats, for every split
-    mean, std = norm_stats(cfg, (float(unit.mean()),), (float(unit.std()),))
-    return VolumeTensorDataset(torch.from_numpy(vols), torch.from_numpy(labels.astype(np.int64)),
-                               VolumeTransform(cfg.img_size, mean, std, train), classes,
-                               mean, std)
+    mean, std = norm_stats(cfg, *voxel_stats(train_vols))  # the training split's, every split
+    ds = ImageTensorDataset(torch.from_numpy(vols)[:, None],  # (N, 1, D, H, W)
+                            torch.from_numpy(labels.astype(np.int64)),
+                            VolumeTransform(cfg.img_size, mean, std, train), classes, mean, std)
+    ds.spatial_dims = 3  # the model must be a 3-D one (model.spatial_dims=3)
+    return ds
+
+
+def voxel_stats(vols: np.ndarray) -> tuple[tuple[float], tuple[float]]:
+    """uint8 volumes -> ((mean,), (std,)) of their voxels / 255, from the 256 values' counts
+    (no float copy of the volumes)."""
+    counts = np.bincount(vols.reshape(-1), minlength=256).astype(np.float64)  # (256,)
+    values = np.arange(256) / 255
+    n = counts.sum()
+    mean = (counts * values).sum() / n
+    return (float(mean),), (float(np.sqrt((counts * (values - mean) ** 2).sum() / n)),)

@@ -48,7 +48,8 @@ class VolumeTransform:
         self.max_shift, self.jitter = round(shift * img_size), jitter
 
     def __call__(self, vol: np.ndarray | torch.Tensor) -> torch.Tensor:
-        v = to_unit(vol)[None]  # (1, D, H, W)
+        """vol: (D, H, W), or (1, D, H, W) as a tensor data set's items -> (1, S, S, S)."""
+        v = to_unit(vol).reshape(1, *vol.shape[-3:])  # (1, D, H, W)
         if tuple(v.shape[1:]) != (self.size,) * 3:
             v = F.interpolate(v[None], size=(self.size,) * 3, mode="trilinear",
                               align_corners=False)[0]  # (1, S, S, S)
