@@ -11,8 +11,8 @@ medians with per-round ratios against timm. First it checks that the five agree:
 ones to 1e-3 in the logits; int8's top-1 agreement with timm is recorded, on 64 real photos
 (PASCAL VOC `val_available`, through the weights' evaluation transform) when the data is
 there, else on 8 noise images. `--matmul` adds a sixth contender, the fp32 export with the
-blocks' linear layers as MatMul + Add on (B, N, D) instead of one Gemm on rows (what the
-export wrote before), to measure that choice in the same run. `--smoke` runs a 2-block 32 px
+blocks' linear layers as MatMul + Add on (B, N, D) instead of one Gemm on rows (the other
+way to export them), to measure that choice in the same run. `--smoke` runs a 2-block 32 px
 model at batch 1 and 2 for one round, to check that the script works (nothing recorded).
 
     PYTHONPATH=src python benchmarks/inference_runtimes.py [--rounds 5] [--threads 2]
