@@ -86,7 +86,8 @@ def _records(run) -> list[dict]:
 
 def test_monitor_records_and_pictures(runs):
     monitor = [r for r in _records(runs / "monitored") if r["split"] == "monitor"]
-    assert [r["epoch"] for r in monitor] == [1, 2]
+    # before the first step (the starting weights), then after each epoch
+    assert [(r["epoch"], r["step"]) for r in monitor] == [(0, 0), (1, 2), (2, 4)]
     for r in monitor:
         assert 0 <= r["knn_top1"] <= 1 and 0 <= r["probe_top1"] <= 1
         assert r["baseline_knn_top1"] == pytest.approx(46 / 450)  # digits test: 46 of one class
@@ -127,7 +128,7 @@ def test_tensorboard_gets_every_number_and_picture_of_metrics_jsonl(runs):
     for tag, step, value in want_scalars:  # float32 in the event file
         assert any(t == tag and s == step and v == pytest.approx(value, rel=1e-6)
                    for t, s, v in got_scalars)
-    assert got_images == want_images and len(want_images) == 2
+    assert got_images == want_images and len(want_images) == 3  # epochs 0, 1, 2
     assert not list((runs / "plain").glob("events.out.tfevents.*"))
 
 

@@ -64,8 +64,8 @@ def test_report_has_every_section_and_every_picture_decodes(chain, tmp_path):
             with Image.open(io.BytesIO(base64.b64decode(data))) as im:
                 im.load()
                 assert im.format == "PNG" and min(im.size) >= 100
-    # curves: one figure per stage; grids of epochs 1 and 2; two evaluated runs
-    assert counts == {"runs": 0, "metrics": 0, "curves": 2, "reconstructions": 2,
+    # curves: one figure per stage; grids of the start and epochs 1, 2; two evaluated runs
+    assert counts == {"runs": 0, "metrics": 0, "curves": 2, "reconstructions": 3,
                       "confusion": 2, "segmentation": 0, "config": 0}
     assert "No segmentation picture" in sections["segmentation"]
     for name in ("pretrain", "finetune", "scratch"):

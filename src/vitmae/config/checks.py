@@ -218,6 +218,7 @@ def _check_rest(cfg: Config) -> None:
         need(all(0.0 <= b < 1.0 for b in o.betas), f"{name}.betas",
              f"must be in [0, 1), got {list(o.betas)}")
     _check_monitors(cfg.pretrain)
+    _check_continued(cfg.pretrain)
     need(cfg.finetune.head_lr_mult > 0, "finetune.head_lr_mult",
          f"must be > 0, got {cfg.finetune.head_lr_mult}")
     for key, p in (("finetune.pretrained", cfg.finetune.pretrained),
@@ -245,6 +246,19 @@ def _check_rest(cfg: Config) -> None:
          f"shards the step across CPU threads; got {r.shards} with run.device=cuda")
     need(d.batch_size >= r.shards, "run.shards",
          f"{r.shards} shards need data.batch_size >= {r.shards}, got {d.batch_size}")
+
+
+def _check_continued(o: PretrainConfig) -> None:
+    """The options of continued pretraining (from pretrain.init)."""
+    w = o.decoder_warmup_epochs
+    need(0 <= w < o.optim.epochs, "pretrain.decoder_warmup_epochs",
+         f"must be in [0, pretrain.optim.epochs={o.optim.epochs}), got {w}")
+    need(o.encoder_lr_scale >= 0, "pretrain.encoder_lr_scale",
+         f"must be >= 0, got {o.encoder_lr_scale}")
+    need(o.distill_weight >= 0, "pretrain.distill_weight",
+         f"must be >= 0 (0: off), got {o.distill_weight}")
+    need(not o.distill_weight or o.init is not None, "pretrain.distill_weight",
+         "distils the starting encoder's features: set pretrain.init to the weights to keep")
 
 
 def _check_monitors(o: PretrainConfig) -> None:

@@ -150,6 +150,14 @@ class PretrainConfig:
     init: str | None = None
     # blr: MAE's pretraining base lr (He et al. 2022)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=20, blr=1.5e-4))
+    # Continued pretraining from `init` without wrecking what the weights know: a fresh
+    # decoder's first gradients distort a pretrained encoder (Kumar et al. 2022, LP-FT), so it
+    # can learn alone first; the encoder can move slower than the decoder (also with
+    # optim.layer_decay over its blocks); and its visible tokens can be held to a frozen copy
+    # of the starting encoder's features (Mendieta et al. 2023, GFM; Wei et al. 2022).
+    decoder_warmup_epochs: float = 0.0  # epochs with the encoder frozen (lr 0)
+    encoder_lr_scale: float = 1.0  # the encoder's lr relative to the decoder's
+    distill_weight: float = 0.0  # weight of the feature-distillation loss; 0: off
     # Monitors (vitmae.train.monitors), after every Nth epoch and after the last; 0: off.
     # k-NN top-1 of the encoder's unmasked features (pooled as model.global_pool) on the
     # labelled train/test split: the k most cosine-similar training images vote with weight

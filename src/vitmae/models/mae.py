@@ -64,7 +64,7 @@ class MaskedAutoencoder(nn.Module):
     def __init__(self, encoder: VisionTransformer, decoder_embed_dim: int = 512,
                  decoder_depth: int = 8, decoder_num_heads: int = 16,
                  mask_ratio: float = 0.75, norm_pix_loss: bool = False,
-                 norm_eps: float = 1e-6):
+                 norm_eps: float = 1e-6, distill_weight: float = 0.0):
         super().__init__()
         if encoder.num_prefix_tokens != 1:
             raise ConfigError("MAE needs an encoder with a class token (model.class_token=true)")
@@ -86,6 +86,16 @@ class MaskedAutoencoder(nn.Module):
         for m in (self.decoder_embed, self.decoder_blocks, self.decoder_norm, self.decoder_pred):
             m.apply(init_weights)
         nn.init.normal_(self.mask_token, std=0.02)
+        # Feature distillation (`forward(..., teacher_tokens=)`): a linear map of the encoder's
+        # visible tokens onto a frozen teacher's. Named decoder_*: it is pretraining-only, like
+        # the decoder, and dropped with it. Identity at the start, so that a teacher equal to
+        # the starting encoder pulls only where masking changes the features.
+        self.distill_weight = distill_weight
+        if distill_weight > 0:
+            self.decoder_distill = nn.Linear(D, D)
+            nn.init.eye_(self.decoder_distill.weight)
+            nn.init.zeros_(self.decoder_distill.bias)
+        self.parts: dict[str, torch.Tensor] = {}  # the last forward's loss terms, for logging
 
     @property
     def patch_size(self) -> int:
@@ -120,25 +130,50 @@ class MaskedAutoencoder(nn.Module):
         weight = mask + (mask.sum() == 0).to(mask.dtype)  # (B, L)
         return (per_patch * weight).sum() / weight.sum()
 
+    def distill_loss(self, latent: torch.Tensor, teacher_tokens: torch.Tensor,
+                     ids_keep: torch.Tensor) -> torch.Tensor:
+        """MSE between the mapped encoder tokens and the teacher's at the same positions: the
+        class token and the visible patches. The teacher's features are whitened by a
+        LayerNorm without affine (Wei et al. 2022, feature distillation), so the loss does not
+        depend on their scale.
+
+        latent (B, 1+L_keep, D), teacher_tokens (B, 1+L, D) of the whole image, ids_keep
+        (B, L_keep) -> scalar.
+        """
+        D = latent.shape[-1]
+        idx = ids_keep.unsqueeze(-1).expand(-1, -1, D)  # (B, L_keep, D)
+        visible = torch.gather(teacher_tokens[:, 1:], 1, idx)  # (B, L_keep, D)
+        target = torch.cat([teacher_tokens[:, :1], visible], dim=1)  # (B, 1+L_keep, D)
+        target = F.layer_norm(target.float(), (D,))
+        return F.mse_loss(self.decoder_distill(latent).float(), target)
+
     def forward(self, imgs: torch.Tensor, mask_ratio: float | None = None,
-                generator: torch.Generator | None = None, noise: torch.Tensor | None = None):
+                generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                teacher_tokens: torch.Tensor | None = None):
         """imgs: (B, C, H, W), noise None or (B, L) -> loss (scalar), pred (B, L, p*p*C),
         mask (B, L). The masking (and any drop-path) draws from `generator` (None: torch's
-        default)."""
+        default). With `teacher_tokens` (B, 1+L, D), a frozen teacher's features of the whole
+        image, the loss adds distill_weight times `distill_loss`."""
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         B = imgs.shape[0]
         L = self.encoder.patch_embed.num_patches
         ids_keep, mask, ids_restore = random_masking(B, L, ratio, imgs.device, generator, noise)
         latent = self.encoder.forward_features(imgs, ids_keep, generator)  # (B, 1+L_keep, D)
         pred = self.forward_decoder(latent, ids_restore)  # (B, L, p*p*C)
-        return self.loss(imgs, pred, mask), pred, mask
+        loss = self.loss(imgs, pred, mask)
+        if teacher_tokens is None or not self.distill_weight:
+            return loss, pred, mask
+        distill = self.distill_loss(latent, teacher_tokens, ids_keep)
+        self.parts = {"mae_loss": loss.detach(), "distill_loss": distill.detach()}
+        return loss + self.distill_weight * distill, pred, mask
 
 
-def build_mae(model_cfg, img_size, in_chans: int) -> MaskedAutoencoder:
+def build_mae(model_cfg, img_size, in_chans: int,
+              distill_weight: float = 0.0) -> MaskedAutoencoder:
     """An MAE from a ModelConfig; the encoder has no head and no drop-path (as in MAE)."""
     encoder = build_vit(model_cfg, img_size, in_chans, num_classes=0, drop_path=0.0)
     return MaskedAutoencoder(
         encoder, decoder_embed_dim=model_cfg.decoder_embed_dim,
         decoder_depth=model_cfg.decoder_depth, decoder_num_heads=model_cfg.decoder_num_heads,
         mask_ratio=model_cfg.mask_ratio, norm_pix_loss=model_cfg.norm_pix_loss,
-        norm_eps=model_cfg.norm_eps)
+        norm_eps=model_cfg.norm_eps, distill_weight=distill_weight)

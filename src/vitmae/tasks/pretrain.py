@@ -9,13 +9,22 @@ from vitmae.tasks.registry import register_task
 
 @register_task("pretrain")
 class PretrainTask:
-    def __init__(self, eval_seed: int = 0, **_):
-        self.eval_seed = eval_seed
+    """`teacher`: a frozen encoder whose features of the whole image the MAE distils into its
+    visible tokens (`MaskedAutoencoder.distill_loss`); None: the MAE loss alone."""
+
+    def __init__(self, eval_seed: int = 0, teacher: torch.nn.Module | None = None, **_):
+        self.eval_seed, self.teacher = eval_seed, teacher
 
     def train_step(self, model, batch, generator: torch.Generator | None = None):
         imgs = batch[0]  # (B, C, H, W); labels, if any, are not used
-        loss, _, _ = model(imgs, generator=generator)
-        return loss, {}
+        if self.teacher is None:
+            loss, _, _ = model(imgs, generator=generator)
+            return loss, {}
+        with torch.no_grad():
+            tokens = self.teacher.forward_features(imgs)  # (B, 1+L, D)
+        loss, _, _ = model(imgs, generator=generator, teacher_tokens=tokens)
+        parts = getattr(model, "module", model).parts  # DDP wraps the MAE in .module
+        return loss, {k: v.item() for k, v in parts.items()}
 
     def evaluator(self):
         return PretrainEvaluator(self.eval_seed)

@@ -8,7 +8,9 @@ checkpointer (`vitmae.train.checkpointer`: verified saves, exact mid-epoch resum
 (a clean stop on SIGTERM / Ctrl-C). The loop itself does gradient accumulation, clipping, the
 lr schedule per iteration (MAE) and logging to `metrics.jsonl`. After each epoch's evaluation
 it calls the monitors the runner passes (`monitor(model, epoch) -> {name: value}`, e.g.
-`vitmae.train.monitors`), whatever they measure.
+`vitmae.train.monitors`), whatever they measure; a new run calls them with epoch 0 before
+its first step too, so that the record shows what the starting weights measure (what a run
+from pretrained weights keeps or loses); a monitor with nothing to say there returns {}.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
     spent = 0.0  # training-loop seconds of earlier epochs since the last train record
     named: set[str] = set()  # files that data.skip_bad skipped, already named in the log
     model.train()
+    if prog.step == 0 and prog.batch == 0:  # a new run: what the starting weights measure
+        _monitor(monitors, model, prog, device, run, log)
     try:
         with make_step(model, device, run_cfg, accum) as step, StopFlag() as stop:
             while prog.epoch < optim_cfg.epochs:
@@ -98,8 +102,9 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
                 bar, t0 = _bar(n_batches, prog), time.perf_counter()
                 for batch in itertools.islice(loader, n_batches - prog.batch):
                     if prog.batch % accum == 0:  # a step's lr is read at its first micro-batch
-                        lr = lr_at(prog.epoch + prog.batch / n_batches, base_lr, optim_cfg)
-                        set_lr(optimizer, lr)
+                        at = prog.epoch + prog.batch / n_batches
+                        lr = lr_at(at, base_lr, optim_cfg)
+                        set_lr(optimizer, lr, at)
                     last_micro = (prog.batch + 1) % accum == 0
                     loss, step_metrics = step(task, to_device(batch, device), last_micro)
                     _meter_add(meter, loss=loss, n=batch[0].shape[0], **step_metrics)

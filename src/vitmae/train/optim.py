@@ -26,11 +26,15 @@ def is_head(name: str, prefix: str) -> bool:
 
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0,
                  depth: int | None = None, prefix: str = "",
-                 head_lr_mult: float = 1.0) -> list[dict]:
-    """Parameter groups with `lr_scale` (layer decay, and `head_lr_mult` for the task head, as
-    mmsegmentation's `lr_mult` for decode heads) and weight decay only for matrices.
+                 head_lr_mult: float = 1.0, encoder_lr_mult: float = 1.0,
+                 encoder_start: float = 0.0) -> list[dict]:
+    """Parameter groups with `lr_scale` (layer decay, `head_lr_mult` for the task head, as
+    mmsegmentation's `lr_mult` for decode heads, `encoder_lr_mult` for the rest) and weight
+    decay only for matrices.
 
     `prefix` is stripped from names before the layer lookup (e.g. 'encoder.').
+    `encoder_start`: the (fractional) epoch before which the encoder's groups get lr 0 (a head
+    or MAE decoder warmed up on a frozen pretrained encoder: Kumar et al. 2022, LP-FT).
     """
     groups: dict[tuple, dict] = {}
     for name, p in model.named_parameters():
@@ -43,11 +47,14 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
             scale = layer_decay ** (depth + 1 - lid)
         else:
             scale = 1.0
-        if is_head(name, prefix):
-            scale *= head_lr_mult
-        key = (no_decay, scale)
+        head = is_head(name, prefix)
+        scale *= head_lr_mult if head else encoder_lr_mult
+        start = 0.0 if head else encoder_start
+        key = (no_decay, scale, start)
         group = groups.setdefault(key, {"params": [], "weight_decay": 0.0 if no_decay else
                                         weight_decay, "lr_scale": scale})
+        if start:
+            group["start_epoch"] = start
         group["params"].append(p)
     return list(groups.values())
 
@@ -80,6 +87,9 @@ def lr_at(epoch: float, lr: float, cfg: OptimConfig) -> float:
     return cfg.min_lr + (lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, epoch: float = 0.0) -> None:
+    """Each group's lr at `epoch`: lr times its `lr_scale`, 0 before its `start_epoch` (AdamW
+    with lr 0 leaves a parameter bit for bit as it is, weight decay included)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        started = epoch >= group.get("start_epoch", 0.0)
+        group["lr"] = lr * group.get("lr_scale", 1.0) if started else 0.0

@@ -9,6 +9,7 @@ torchrun job logs each line once.
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ from vitmae.train.monitors import pretrain_monitors
 from vitmae.train.optim import base_lr, build_optimizer, is_head, param_groups
 from vitmae.train.split_monitor import finetune_monitors
 from vitmae.variants import CNN_ARCHS
+from vitmae.weights import read_source
+from vitmae.weights.keys import ENCODER_PREFIX
 from vitmae.weights.pretrained import adopt, keeps_head, load_decoder, load_into
 
 
@@ -94,14 +97,16 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
         init, o = cfg.pretrain.init, cfg.pretrain.optim
         src = adopt(cfg, init, log) if init and resume is None else None
         p = prepare(cfg)
-        model = build_mae(cfg.model, cfg.data.img_size, p.train_set.in_chans)
+        model = build_mae(cfg.model, cfg.data.img_size, p.train_set.in_chans,
+                          cfg.pretrain.distill_weight)
         if src is not None:
             load_into(model.encoder, src, log=log)
             load_decoder(model, src, log=log)
             log(f"loaded the encoder of {init} ({src.format} format)")
+        teacher = start_teacher(cfg, model.encoder, src, log)
         model.to(p.device)
         lr = base_lr(o, cfg.data.batch_size * o.accum_iter * dist.world_size())
-        optimizer = build_optimizer(param_groups(model, o.weight_decay), o, lr)
+        optimizer = build_optimizer(pretrain_groups(cfg, model), o, lr)
         run, ckpt = open_run(cfg, "pretrain", resume, log)
         run.record_data(cfg.data.dataset, p.train_set)
         log(f"pretraining {arch_name(cfg.model)} on {cfg.data.dataset} "
@@ -109,12 +114,38 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
             f"run folder {run.path}")
         monitors = pretrain_monitors(cfg, p.val_set, run.path)
         with run:
-            fit(model, build_task("pretrain", eval_seed=cfg.run.seed), optimizer, lr, o,
+            task = build_task("pretrain", eval_seed=cfg.run.seed,
+                              teacher=teacher.to(p.device) if teacher is not None else None)
+            fit(model, task, optimizer, lr, o,
                 p.train_set, p.val_set, cfg.data, cfg.run, run, p.device, to_dict(cfg),
                 resume=ckpt, log=log, monitors=monitors)
         return run.path
     finally:  # the process group of `setup`, also when training stops early
         dist.cleanup()
+
+
+def pretrain_groups(cfg: Config, model) -> list[dict]:
+    """The MAE's parameter groups: the decoder at the lr, the encoder at
+    pretrain.encoder_lr_scale times it, with layer decay (pretrain.optim.layer_decay) and
+    frozen for the first pretrain.decoder_warmup_epochs (continued pretraining from weights
+    that a fresh decoder's first gradients would distort)."""
+    o = cfg.pretrain
+    return param_groups(model, o.optim.weight_decay, o.optim.layer_decay, model.encoder.depth,
+                        ENCODER_PREFIX, encoder_lr_mult=o.encoder_lr_scale,
+                        encoder_start=o.decoder_warmup_epochs)
+
+
+def start_teacher(cfg: Config, encoder: VisionTransformer, src,
+                  log=dist.say) -> VisionTransformer | None:
+    """With pretrain.distill_weight, a frozen copy of the starting encoder for feature
+    distillation: the encoder just loaded, or on resume (the model will hold the checkpoint's
+    weights) a copy loaded from the pretrain.init file again."""
+    if not cfg.pretrain.distill_weight:
+        return None
+    teacher = copy.deepcopy(encoder)
+    if src is None:
+        load_into(teacher, read_source(cfg.pretrain.init), log=log)
+    return teacher.requires_grad_(False).eval()
 
 
 def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:

@@ -26,6 +26,8 @@ class SplitMonitor:
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, epoch: int) -> dict:
+        if epoch == 0:  # before the first step: the head is untrained, nothing to select
+            return {}
         ev = self.task.evaluator()
         for imgs, targets in DataLoader(self.dataset, self.batch_size):
             ev.update(model, (imgs.to(self.device), torch.as_tensor(targets).to(self.device)))

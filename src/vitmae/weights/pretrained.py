@@ -22,6 +22,8 @@ from vitmae.weights.arch import guess_num_heads
 from vitmae.weights.encoder import load_encoder
 from vitmae.weights.keys import split_decoder
 
+DISTILL = "decoder_distill"  # MaskedAutoencoder's feature-distillation map
+
 LAYOUT = ("mlp_ratio", "qkv_bias", "class_token", "rope", "stem", "spatial_dims")
 # What a format's position table is: learned (timm, HuggingFace ViT) or fixed sin-cos (MAE).
 POS_EMBED = {"timm": "learned", "hf": "learned", "mae": "sincos", "vitmae": "sincos"}
@@ -155,12 +157,15 @@ def load_decoder(mae: torch.nn.Module, src: Source, log=print) -> bool:
     if not src.decoder:
         log("decoder: the weights have none; a fresh decoder is trained")
         return False
-    bad = sorted(k for k in own if k not in src.decoder or src.decoder[k].shape != own[k].shape)
-    if bad or set(src.decoder) - set(own):
+    # the distillation map is a run's own choice: loaded where both have it, else its start
+    theirs = {k: v for k, v in src.decoder.items() if not k.startswith(DISTILL) or k in own}
+    own = {k: v for k, v in own.items() if not k.startswith(DISTILL) or k in theirs}
+    bad = sorted(k for k in own if k not in theirs or theirs[k].shape != own[k].shape)
+    if bad or set(theirs) - set(own):
         log(f"decoder: the weights' decoder does not fit model.decoder_* ({', '.join(bad[:4])}"
             f"{' ...' if len(bad) > 4 else ''}); a fresh decoder is trained")
         return False
-    mae.load_state_dict({**mae.state_dict(), **src.decoder})
+    mae.load_state_dict({**mae.state_dict(), **theirs})
     log("decoder: loaded from the weights")
     return True
 
