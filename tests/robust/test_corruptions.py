@@ -10,6 +10,7 @@ import colorsys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from vitmae.errors import ConfigError
@@ -208,6 +209,21 @@ def test_pixelate_is_pillows_box_resize_down_and_up():
         ]
     )
     assert torch.allclose(corrupt(image, "pixelate", 5, 0)[0], expected, atol=1e-5)
+
+
+def test_glass_blur_copies_pixels_from_up_and_left_as_the_reference_does():
+    # CIFAR severity 1 blurs with std 0.05 (a one-tap kernel), so only the shuffle shows. Its
+    # offsets are in [-1, 1) and the scan runs down-right to up-left: each pixel copies an
+    # up-left neighbour not yet visited, values get duplicated (a copy, not a swap: the
+    # reference's numpy-view swap) and nothing moves down or right.
+    values = torch.randperm(32 * 32 * 3, generator=torch.Generator().manual_seed(0))
+    image = (values.float() / values.numel()).reshape(1, 3, 32, 32)  # all values distinct
+    out = corrupt(image, "glass_blur", 1, seed=0)[0]
+    padded = F.pad(image[0], (1, 0, 1, 0), value=-1.0)  # (3, 33, 33): up-left neighbours
+    neighbours = torch.stack([padded[:, 1:, 1:], padded[:, :-1, 1:], padded[:, 1:, :-1],
+                              padded[:, :-1, :-1]])  # fmt: skip
+    assert (neighbours == out).any(dim=0).all()
+    assert len(out[0].unique()) < 32 * 32 - 100  # many duplicated: a copy, not a swap
 
 
 @pytest.mark.parametrize("angle, step", [(0, (0, -1)), (90, (-1, 0)), (180, (0, 1))])

@@ -9,7 +9,7 @@ scikit-image or ImageMagick:
   shuffle, blur again. The reference's "swap" `x[h, w], x[h', w'] = x[h', w'], x[h, w]` acts on
   numpy views, so it copies `x[h', w']` into `x[h, w]` and leaves `x[h', w']` as it was; that
   copy made the published data and is what `_glass_sources` reproduces, as an index map built
-  in one Python loop over precomputed offsets (about 0.1 us per pixel and iteration) and then
+  in one Python loop over precomputed offsets (one step per pixel and iteration) and then
   applied to all channels at once.
 - motion: ImageMagick's `MotionBlurImage(radius, sigma, angle)` rewritten (`motion_blur_image`):
   2 * ceil(radius) + 1 taps of a one-sided Gaussian along the angle, edge pixels repeated.
