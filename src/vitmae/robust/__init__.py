@@ -1,0 +1,1 @@
+"""Robustness: corruptions and attacks of test images, for `vitmae robustness`."""
