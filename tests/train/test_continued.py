@@ -112,6 +112,9 @@ def test_distillation_target_is_the_teachers_token_at_the_same_position():
     cfg = load_config("digits", ["model.arch=vit_micro_patch4"])
     torch.manual_seed(0)
     mae = build_mae(cfg.model, cfg.data.img_size, 1, distill_weight=1.0)
+    with torch.no_grad():  # a final norm far from the identity, as a pretrained one is
+        mae.encoder.norm.weight.uniform_(0.5, 8.0)
+        mae.encoder.norm.bias.normal_(0, 2.0)
     imgs = torch.randn(4, 1, 16, 16)
     with torch.no_grad():
         teacher = mae.encoder.forward_features(imgs)  # (B, 1+L, D): the encoder itself

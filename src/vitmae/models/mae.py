@@ -133,9 +133,10 @@ class MaskedAutoencoder(nn.Module):
     def distill_loss(self, latent: torch.Tensor, teacher_tokens: torch.Tensor,
                      ids_keep: torch.Tensor) -> torch.Tensor:
         """MSE between the mapped encoder tokens and the teacher's at the same positions: the
-        class token and the visible patches. The teacher's features are whitened by a
-        LayerNorm without affine (Wei et al. 2022, feature distillation), so the loss does not
-        depend on their scale.
+        class token and the visible patches. Both sides are whitened by a LayerNorm without
+        affine (Wei et al. 2022, feature distillation), so the loss depends neither on the
+        features' scale nor on the final norm's affine weights: a student equal to the
+        teacher starts at zero loss.
 
         latent (B, 1+L_keep, D), teacher_tokens (B, 1+L, D) of the whole image, ids_keep
         (B, L_keep) -> scalar.
@@ -145,7 +146,8 @@ class MaskedAutoencoder(nn.Module):
         visible = torch.gather(teacher_tokens[:, 1:], 1, idx)  # (B, L_keep, D)
         target = torch.cat([teacher_tokens[:, :1], visible], dim=1)  # (B, 1+L_keep, D)
         target = F.layer_norm(target.float(), (D,))
-        return F.mse_loss(self.decoder_distill(latent).float(), target)
+        pred = self.decoder_distill(F.layer_norm(latent, (D,)))  # (B, 1+L_keep, D)
+        return F.mse_loss(pred.float(), target)
 
     def forward(self, imgs: torch.Tensor, mask_ratio: float | None = None,
                 generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
