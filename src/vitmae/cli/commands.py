@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
              "picture", "config": "print the resolved config", "check-data": "read every item of "
              "the train and evaluation splits once and report bad files, bad masks, classes "
              "and duplicates; exit 1 if anything is wrong", "demo": "pretrain, fine-tune, "
-             "evaluate and visualize on the built-in digits data"}
+             "evaluate and visualize on the built-in digits data", "robustness": "metric of "
+             "a fine-tuned checkpoint on clean, corrupted (15 corruptions x 5 severities) and "
+             "attacked test images; last line is JSON"}
     for name, text in helps.items():
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("-c", "--config", help="preset YAML file or built-in preset name")
@@ -63,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("pretrain", "finetune"):
             p.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from "
                            "its newest good checkpoint")
-        if name in ("evaluate", "visualize"):
+        if name in ("evaluate", "visualize", "robustness"):
             p.add_argument("--checkpoint", required=True, metavar="PATH",
                            help="run folder, ckpt-* folder or .safetensors file")
         if name == "visualize":
@@ -75,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "check-data":
             p.add_argument("--workers", type=int, metavar="N", help="processes that read the "
                            "files (default: the CPU count, at most 8; 0: this process)")
+        if name == "robustness":
+            _robustness_flags(p)
         if name == "evaluate":
             p.add_argument("--save-predictions", metavar="DIR", help="segmentation: also write "
                            "each test prediction to DIR as a VOC palette PNG (<id>.png)")
@@ -88,6 +92,38 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the traceback of an error that is the user's to fix, too")
     return ap
+
+
+def _robustness_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corruptions", default="all", help="comma-separated names, 'all' (the 15 "
+                   "of CIFAR-10-C / ImageNet-C) or 'none'")
+    p.add_argument("--severities", default="1,2,3,4,5", help="comma-separated, 1 to 5")
+    p.add_argument("--attacks", help="comma-separated: fgsm, pgd, apgd (classification), "
+                   "segpgd (segmentation), or 'none' (default: the task's)")
+    p.add_argument("--eps", default="8", help="comma-separated L-inf radii in 1/255 pixel units")
+    p.add_argument("--steps", type=int, default=20, help="PGD and SegPGD iterations")
+    p.add_argument("--subset", type=int, metavar="N", help="a fixed class-balanced subset of "
+                   "N test items (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="of the corruptions and attack starts")
+
+
+def _robustness_options(args):
+    from vitmae.robust.evaluation import Options
+
+    def names(text: str, every: tuple) -> tuple:
+        return () if text == "none" else every if text == "all" else tuple(text.split(","))
+
+    try:
+        from vitmae.robust.corruptions import CORRUPTIONS
+
+        return Options(corruptions=names(args.corruptions, CORRUPTIONS),
+                       severities=tuple(int(s) for s in args.severities.split(",")),
+                       attacks=None if args.attacks is None else names(args.attacks, ()),
+                       eps=tuple(float(e) / 255 for e in args.eps.split(",")),
+                       steps=args.steps, subset=args.subset, seed=args.seed)
+    except ValueError as e:
+        raise UsageError(f"vitmae robustness: --severities and --eps take comma-separated "
+                         f"numbers ({e})") from None
 
 
 def _preprocess_flags(p: argparse.ArgumentParser) -> None:
@@ -189,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
 
             out = args.out or (run_dir_of(args.checkpoint) or Path(".")) / "visualize.png"
             print(f"wrote {run_visualize(cfg, args.checkpoint, out)}")
+        elif args.command == "robustness":
+            from vitmae.robust.evaluation import run_robustness
+            from vitmae.robust.table import robustness_table
+
+            summary, records = run_robustness(cfg, args.checkpoint, _robustness_options(args))
+            print(robustness_table(records, summary))
+            print(json.dumps(summary))
         elif args.command == "check-data":
             from vitmae.data.audit import run_check_data
 

@@ -1,0 +1,99 @@
+"""`vitmae robustness`: corrupted test sets corrupt the stored image before the run's own
+transform and leave the caller's set alone; on a trained classifier the metric falls with
+severity and under attack, eps = 0 gives the clean figure, and the records, summary, table
+and JSON line agree with each other."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vitmae.cli import main
+from vitmae.config import load_config
+from vitmae.data import build_dataset
+from vitmae.errors import UsageError
+from vitmae.robust.corrupted import CorruptedSet, transform_owner
+from vitmae.robust.corruptions import corrupt
+from vitmae.robust.evaluation import Options, fixed_subset, summarize
+
+# one 16 px patch per image: the micro ViT learns the digits in a few epochs (clean ~0.85)
+TRAIN = ["-c", "digits", "model.arch=vit_micro_patch4", "model.patch_size=16",
+         "model.drop_path=0", "data.batch_size=32", "finetune.optim.epochs=5",
+         "finetune.optim.blr=5e-3", "finetune.optim.warmup_epochs=1", "run.threads=1"]
+
+
+@pytest.fixture(scope="module")
+def digits_test():
+    return build_dataset(load_config("digits", []).data, "test", train=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("robust")
+    assert main(["finetune", *TRAIN, f"run.output_dir={out}", "run.name=ft"]) == 0
+    return out / "ft"
+
+
+def test_corruption_comes_before_the_runs_transform(digits_test):
+    before = digits_test[7][0].clone()
+    cs = CorruptedSet(digits_test, "gaussian_noise", 3, seed=1)
+    owner, attr = transform_owner(digits_test)  # the caller's own set: unchanged
+    assert digits_test[7][0].equal(before) and getattr(owner, attr) is cs.transform
+    raw = owner.images[7]  # (1, 8, 8) uint8 at its stored size
+    want = getattr(owner, attr)(corrupt(raw[None], "gaussian_noise", 3, 1, indices=[7])[0])
+    assert cs[7][0].equal(want) and cs[7][1] == digits_test[7][1]
+    assert not cs[7][0].equal(before)
+    # the draw depends on the item's index, not on what was read before it
+    first = cs[7][0]
+    cs[3], cs[11]
+    assert cs[7][0].equal(first)
+    assert not CorruptedSet(digits_test, "gaussian_noise", 3, seed=2)[7][0].equal(first)
+
+
+def test_a_set_without_an_image_transform_is_refused():
+    with pytest.raises(UsageError, match="no image transform"):
+        CorruptedSet([(torch.zeros(1, 8, 8), 0)], "fog", 1)
+
+
+def test_subset_is_class_balanced_and_fixed(digits_test):
+    sub = fixed_subset(digits_test, 100, seed=0)
+    labels = torch.tensor([sub[i][1] for i in range(len(sub))])
+    assert len(sub) == 100 and torch.bincount(labels, minlength=10).min() >= 9
+    assert sub.indices == fixed_subset(digits_test, 100, seed=0).indices
+
+
+def test_metric_falls_with_severity_and_attack_and_records_agree(trained, digits_test, capsys):
+    capsys.readouterr()
+    code = main(["robustness", "--checkpoint", str(trained), "--corruptions",
+                 "gaussian_noise,contrast", "--severities", "1,5", "--attacks", "fgsm,pgd",
+                 "--eps", "0,8", "--steps", "20", "--subset", "200"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    summary = json.loads(out[-1])
+    clean = summary["clean"]
+    assert summary["n"] == len(fixed_subset(digits_test, 200, 0))  # class-balanced: 199
+    assert clean > 0.5, clean  # a classifier that learnt something
+    assert summary["by_severity"]["5"] < summary["by_severity"]["1"] <= clean + 0.02
+    assert summary["by_corruption"]["contrast"] < clean
+    for attack in ("fgsm", "pgd"):
+        assert summary[f"{attack}_0/255"] == clean  # no radius, no change
+        assert summary[f"{attack}_8/255"] < clean - 0.1
+    assert summary["pgd_8/255"] <= summary["fgsm_8/255"]
+    records = [json.loads(x) for x in
+               (trained / "robustness" / "records.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["clean"] + ["corruption"] * 4 + ["attack"] * 4
+    opts = Options(**{k: summary[k] for k in ("corruptions", "severities", "attacks", "eps",
+                                              "steps", "subset", "seed")})
+    assert json.loads(json.dumps(summarize(records, "top1", opts))) == summary
+    assert any(line.startswith("contrast") for line in out)  # the table
+
+
+def test_unknown_attack_and_bad_numbers_are_named(trained, capsys):
+    for flags, named in ((["--attacks", "segpgd"], "'segpgd' is not an attack of task "
+                          "classify"), (["--eps", "eight"], "--eps take comma-separated")):
+        capsys.readouterr()
+        code = main(["robustness", "--checkpoint", str(trained), "--corruptions", "none",
+                     "--subset", "20", *flags])
+        assert code != 0 and named in capsys.readouterr().err
