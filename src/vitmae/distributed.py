@@ -62,6 +62,15 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(all_reduce_sum(t).item() > 0)
 
 
+def gather_objects(obj) -> list:
+    """Every rank's `obj` (picklable) in rank order, on every rank; [obj] in one process."""
+    if not is_distributed():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

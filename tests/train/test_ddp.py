@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from cli.test_cli import run_cli
@@ -17,6 +18,7 @@ from cli.test_seg_cli import TINY
 from data.test_mnist import N_TEST, write_mnist
 
 from vitmae.runs.checkpoint import read_weights
+from vitmae.runs.folder import run_differences
 
 LAUNCHER = textwrap.dedent('''
     import hashlib, json, os, sys
@@ -98,3 +100,47 @@ def test_two_ranks_segment_and_sum_one_confusion_matrix(tmp_path, subprocess_env
         # so allow one flipped pixel in each accuracy; a rank's half missing would be far off
         assert abs(ddp["pixel_acc"] - single["pixel_acc"]) <= 1 / pixels
         assert abs(ddp["baseline_pixel_acc"] - single["baseline_pixel_acc"]) <= 1e-12
+
+
+STOPPING = textwrap.dedent('''
+    import os, signal, sys
+
+    sys.path.insert(0, sys.argv[1])  # the tests folder: reliability.self_stop
+    from reliability.self_stop import stop_at_micro_batch
+    from vitmae import cli
+
+    if int(sys.argv[2]) and os.environ["RANK"] == "0":  # one rank gets the signal
+        stop_at_micro_batch(int(sys.argv[2]), lambda: os.kill(os.getpid(), signal.SIGTERM))
+    sys.exit(cli.main(sys.argv[3:]))
+''')
+
+
+def _torchrun(tmp_path, stop_at: int, argv: list[str], env) -> subprocess.CompletedProcess:
+    script = tmp_path / "stopping.py"
+    script.write_text(STOPPING)
+    tests = str(Path(__file__).resolve().parents[1])
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2", str(script), tests, str(stop_at), *argv],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_two_ranks_stopped_mid_run_resume_bit_identical(tmp_path, subprocess_env):
+    """SIGTERM to rank 0 alone at its third micro-batch: both ranks stop at the same step (the
+    stop flag is a collective), the checkpoint holds both ranks' RNG states, and the resumed
+    2-rank run ends with the weights and records of the uninterrupted one; drop-path, patch
+    dropout and layer decay on, so each rank's random draws must be replayed."""
+    argv = ["finetune", "-c", "digits", "model.arch=vit_micro_patch4", "data.subset=128",
+            "data.batch_size=32", "finetune.optim.epochs=2", "model.drop_path=0.2",
+            "model.patch_drop=0.25", "finetune.optim.layer_decay=0.75", "run.log_interval=1",
+            "run.device=cpu", "run.threads=1", f"run.output_dir={tmp_path}"]
+    ref = _torchrun(tmp_path, 0, [*argv, "run.name=ref"], subprocess_env)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    stopped = _torchrun(tmp_path, 3, [*argv, "run.name=stopped"], subprocess_env)
+    assert stopped.returncode != 0 and "stopped by SIGTERM at step 3" in stopped.stdout + \
+        stopped.stderr, stopped.stderr[-3000:]
+    resumed = _torchrun(tmp_path, 0, ["finetune", "--resume", str(tmp_path / "stopped"),
+                                      "run.device=cpu"], subprocess_env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "step 3" in resumed.stdout + resumed.stderr
+    assert not run_differences(tmp_path / "stopped", tmp_path / "ref")

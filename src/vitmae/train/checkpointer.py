@@ -55,7 +55,12 @@ class Checkpointer:
         state = load_state(ckpt)
         unwrap(self.model).load_state_dict(read_weights(ckpt / "model.safetensors"))
         self.optimizer.load_state_dict(state["optimizer"])
-        set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks", [state["rng"]])  # one state per rank (seed + rank)
+        if len(ranks) != dist.world_size():
+            log(f"{ckpt}: saved by {len(ranks)} process(es), resumed by {dist.world_size()}: "
+                f"each process restarts from the first one's random state, so random draws "
+                f"(augmentation, drop-path) differ from an uninterrupted run")
+        set_rng_state(ranks[dist.rank()] if len(ranks) == dist.world_size() else ranks[0])
         self.run.truncate_metrics(state["metrics_size"])
         if dist.is_main():
             for partial in remove_partial_saves(self.run.path):
@@ -68,9 +73,10 @@ class Checkpointer:
     def save(self, prog: Progress, meter: dict) -> Path:
         """Write the checkpoint of `prog.step` (rank 0) and wait for it (every rank)."""
         self._check_finite(prog)
+        rngs = dist.gather_objects(rng_state())  # each rank draws from its own (seed + rank)
         if dist.is_main():
             state = {"optimizer": self.optimizer.state_dict(), "progress": vars(prog).copy(),
-                     "meter": dict(meter), "rng": rng_state(),
+                     "meter": dict(meter), "rng": rngs[0], "rng_ranks": rngs,
                      "metrics_size": self.run.metrics_size()}
             try:
                 save_checkpoint(self.run.path, prog.step, self.model, state, self.config,
