@@ -14,6 +14,7 @@ from vitmae.cli import main
 from vitmae.config import load_config
 from vitmae.data import build_dataset
 from vitmae.errors import UsageError
+from vitmae.robust.attacked import seg_targets
 from vitmae.robust.corrupted import CorruptedSet, transform_owner
 from vitmae.robust.corruptions import corrupt
 from vitmae.robust.evaluation import Options, fixed_subset, summarize
@@ -97,3 +98,13 @@ def test_unknown_attack_and_bad_numbers_are_named(trained, capsys):
         code = main(["robustness", "--checkpoint", str(trained), "--corruptions", "none",
                      "--subset", "20", *flags])
         assert code != 0 and named in capsys.readouterr().err
+
+
+def test_segmentation_targets_of_padded_and_of_plain_batches():
+    masks = torch.randint(0, 11, (2, 8, 8))
+    assert seg_targets([torch.zeros(2, 1, 8, 8), masks], (8, 8)).equal(masks)  # MNIST seg
+    padded = torch.full((2, 10, 12), 255)
+    padded[:, :8, :8] = masks
+    sizes = torch.tensor([[8, 8], [8, 8]])
+    assert seg_targets([torch.zeros(2, 3, 16, 16), padded, sizes], (8, 8)).equal(masks)
+    assert seg_targets([None, padded, sizes], (16, 16))[:, ::2, ::2].equal(masks)  # nearest

@@ -21,9 +21,11 @@ ATTACKS = {"classify": ("fgsm", "pgd", "apgd"), "multilabel": ("fgsm", "pgd"),
 
 
 def seg_targets(batch, size: tuple[int, int]) -> torch.Tensor:
-    """Segmentation batch (imgs, padded masks (B, Hm, Wm), sizes (B, 2)) -> labels (B, S, S)
-    at the model's output size: each mask cropped to its image and resized (nearest)."""
-    masks, sizes = batch[1], batch[2]
+    """Segmentation batch (imgs, padded masks (B, Hm, Wm), sizes (B, 2)), or (imgs, masks
+    (B, H, W)) as MNIST segmentation's -> labels (B, S, S) at the model's output size: each
+    mask cropped to its image and resized (nearest)."""
+    masks = batch[1]
+    sizes = batch[2] if len(batch) > 2 else [m.shape for m in masks]  # no padding to crop
     out = [F.interpolate(m[None, None, : s[0], : s[1]].float(), size=size,
                          mode="nearest")[0, 0].long() for m, s in zip(masks, sizes, strict=True)]
     return torch.stack(out)  # (B, S, S)
