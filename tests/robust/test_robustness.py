@@ -1,7 +1,7 @@
 """`vitmae robustness`: corrupted test sets corrupt the stored image before the run's own
 transform and leave the caller's set alone; on a trained classifier the metric falls with
 severity and under attack, eps = 0 gives the clean figure, and the records, summary, table
-and JSON line agree with each other."""
+and JSON line agree with each other; the two pictures are written beside the records."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 from vitmae.cli import main
 from vitmae.config import load_config
@@ -89,6 +90,10 @@ def test_metric_falls_with_severity_and_attack_and_records_agree(trained, digits
                                               "steps", "subset", "seed")})
     assert json.loads(json.dumps(summarize(records, "top1", opts))) == summary
     assert any(line.startswith("contrast") for line in out)  # the table
+    for name in ("severity.png", "examples.png"):  # the pictures, beside the records
+        assert f"wrote {trained / 'robustness' / name}" in out
+        with Image.open(trained / "robustness" / name) as im:
+            assert im.format == "PNG" and min(im.size) >= 300
 
 
 def test_unknown_attack_and_bad_numbers_are_named(trained, capsys):

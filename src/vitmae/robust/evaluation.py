@@ -7,7 +7,8 @@ attacks in pixel units with the normalisation inside the attacked function (FGSM
 random start, step eps/4 as in Rice et al. 2020; SegPGD for segmentation; APGD-CE from
 torchattacks as the guard against gradient masking). A fixed, class-balanced subset of the test
 split (`subset`) keeps the cost in hand; its size is in every record. The records go to
-`<run>/robustness/records.jsonl` (one line per measurement) and `summary.json`.
+`<run>/robustness/records.jsonl` (one line per measurement) and `summary.json`, the pictures
+(`vitmae.robust.figures`) to `severity.png` and `examples.png` beside them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vitmae.models import load_finetuned
 from vitmae.robust.attacked import ATTACKS, attacked_metrics
 from vitmae.robust.corrupted import CorruptedSet
 from vitmae.robust.corruptions import CORRUPTIONS, SEVERITIES
+from vitmae.robust.figures import save_robustness_figures
 from vitmae.runs.checkpoint import read_weights
 from vitmae.runs.folder import run_dir_of
 from vitmae.tasks import build_task
@@ -107,6 +109,9 @@ def run_robustness(cfg: Config, checkpoint: str | Path, opts: Options,
             record("attack", metrics, t0, attack=attack, eps=eps)
     summary = summarize(records, key, opts)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    for path in save_robustness_figures(out, records, key, model, cfg.task, full, ds, device,
+                                        opts.seed, opts.steps):
+        log(f"wrote {path}")
     return summary, records
 
 
