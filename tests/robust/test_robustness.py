@@ -1,7 +1,7 @@
 """`vitmae robustness`: corrupted test sets corrupt the stored image before the run's own
 transform and leave the caller's set alone; on a trained classifier the metric falls with
 severity and under attack, eps = 0 gives the clean figure, and the records, summary, table
-and JSON line agree with each other."""
+and JSON line agree with each other; the two pictures are written beside the records."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 from vitmae.cli import main
 from vitmae.config import load_config
 from vitmae.data import build_dataset
 from vitmae.errors import UsageError
+from vitmae.robust.attacked import seg_targets
 from vitmae.robust.corrupted import CorruptedSet, transform_owner
 from vitmae.robust.corruptions import corrupt
 from vitmae.robust.evaluation import Options, fixed_subset, summarize
@@ -88,6 +90,10 @@ def test_metric_falls_with_severity_and_attack_and_records_agree(trained, digits
                                               "steps", "subset", "seed")})
     assert json.loads(json.dumps(summarize(records, "top1", opts))) == summary
     assert any(line.startswith("contrast") for line in out)  # the table
+    for name in ("severity.png", "examples.png"):  # the pictures, beside the records
+        assert f"wrote {trained / 'robustness' / name}" in out
+        with Image.open(trained / "robustness" / name) as im:
+            assert im.format == "PNG" and min(im.size) >= 300
 
 
 def test_unknown_attack_and_bad_numbers_are_named(trained, capsys):
@@ -97,3 +103,13 @@ def test_unknown_attack_and_bad_numbers_are_named(trained, capsys):
         code = main(["robustness", "--checkpoint", str(trained), "--corruptions", "none",
                      "--subset", "20", *flags])
         assert code != 0 and named in capsys.readouterr().err
+
+
+def test_segmentation_targets_of_padded_and_of_plain_batches():
+    masks = torch.randint(0, 11, (2, 8, 8))
+    assert seg_targets([torch.zeros(2, 1, 8, 8), masks], (8, 8)).equal(masks)  # MNIST seg
+    padded = torch.full((2, 10, 12), 255)
+    padded[:, :8, :8] = masks
+    sizes = torch.tensor([[8, 8], [8, 8]])
+    assert seg_targets([torch.zeros(2, 3, 16, 16), padded, sizes], (8, 8)).equal(masks)
+    assert seg_targets([None, padded, sizes], (16, 16))[:, ::2, ::2].equal(masks)  # nearest

@@ -1,11 +1,14 @@
-"""`vitmae report`: the HTML page of a tiny pretrain -> fine-tune -> evaluate chain."""
+"""`vitmae report`: the HTML page of a tiny pretrain -> fine-tune -> evaluate chain, and of
+a copy of its fine-tuned run measured by `vitmae robustness`."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import io
+import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -66,8 +69,9 @@ def test_report_has_every_section_and_every_picture_decodes(chain, tmp_path):
                 assert im.format == "PNG" and min(im.size) >= 100
     # curves: one figure per stage; grids of the start and epochs 1, 2; two evaluated runs
     assert counts == {"runs": 0, "metrics": 0, "curves": 2, "reconstructions": 3,
-                      "confusion": 2, "segmentation": 0, "config": 0}
+                      "confusion": 2, "segmentation": 0, "robustness": 0, "config": 0}
     assert "No segmentation picture" in sections["segmentation"]
+    assert "No robustness records" in sections["robustness"]
     for name in ("pretrain", "finetune", "scratch"):
         assert f"<summary>{name}</summary>" in sections["config"]
     assert "vit_micro_patch4" in sections["config"]
@@ -97,3 +101,34 @@ def test_runs_of_one_stage_share_a_figure_and_the_demo_order_is_kept(chain):
 
 def test_default_output_is_in_the_first_folder(chain):
     assert write_report([chain / "scratch"]) == chain / "scratch" / "report.html"
+
+
+def test_a_run_with_robustness_records_gets_its_table_and_pictures(chain, tmp_path):
+    run = tmp_path / "ft"
+    shutil.copytree(chain / "finetune", run)  # the chain's own runs keep no such records
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["robustness", "--checkpoint", str(run), "--corruptions", "gaussian_noise,fog",
+                     "--severities", "1,3", "--attacks", "pgd", "--eps", "8", "--steps", "3",
+                     "--subset", "40", "run.threads=1"]) == 0
+        assert main(["report", str(run)]) == 0
+    summary = json.loads(out.getvalue().splitlines()[-2])  # the last line: "wrote report.html"
+    assert summary == json.loads((run / "robustness" / "summary.json").read_text())
+    body = _sections((run / "report.html").read_text())["robustness"]
+    assert "<h3>ft</h3>" in body and f"top1 on {summary['n']} items" in body
+    rows = re.findall(r'<tr><td>([^<]*)</td><td class="num">([^<]*)</td></tr>', body)
+    want = [("clean", summary["clean"]), ("corruptions, mean", summary["corruption_mean"]),
+            ("corruptions, severity 1", summary["by_severity"]["1"]),
+            ("corruptions, severity 3", summary["by_severity"]["3"]),
+            ("pgd, eps 8/255", summary["pgd_8/255"])]
+    assert rows == [(what, f"{value:.4f}") for what, value in want]
+    pictures = IMG.findall(body)
+    assert len(pictures) == 2
+    sizes = []
+    for data in pictures:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+            im.load()
+            assert im.format == "PNG"
+            sizes.append(im.size)
+    # severity: two panels side by side; examples: 4 rows of clean, 2 corruptions, pgd
+    assert sizes[0][0] > 2 * sizes[0][1] and sizes[1][1] > 4 * 150 and sizes[1][0] > 4 * 150

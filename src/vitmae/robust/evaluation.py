@@ -7,7 +7,8 @@ attacks in pixel units with the normalisation inside the attacked function (FGSM
 random start, step eps/4 as in Rice et al. 2020; SegPGD for segmentation; APGD-CE from
 torchattacks as the guard against gradient masking). A fixed, class-balanced subset of the test
 split (`subset`) keeps the cost in hand; its size is in every record. The records go to
-`<run>/robustness/records.jsonl` (one line per measurement) and `summary.json`.
+`<run>/robustness/records.jsonl` (one line per measurement) and `summary.json`, the pictures
+(`vitmae.robust.figures`) to `severity.png` and `examples.png` beside them.
 """
 
 from __future__ import annotations
@@ -18,29 +19,25 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch.utils.data import Subset
 
 from vitmae.config import Config
 from vitmae.data import build_dataset
 from vitmae.data.labelled import class_targets, labelled_indices
-from vitmae.data.loader import make_loader
 from vitmae.errors import ConfigError, UsageError
 from vitmae.models import load_finetuned
-from vitmae.robust.attacks import Normalized, apgd_ce, fgsm, pgd, segpgd, to_pixels
+from vitmae.robust.attacked import ATTACKS, attacked_metrics
 from vitmae.robust.corrupted import CorruptedSet
 from vitmae.robust.corruptions import CORRUPTIONS, SEVERITIES
+from vitmae.robust.figures import save_robustness_figures
 from vitmae.runs.checkpoint import read_weights
 from vitmae.runs.folder import run_dir_of
 from vitmae.tasks import build_task
-from vitmae.train.engine import run_evaluator, to_device
+from vitmae.train.engine import run_evaluator
 from vitmae.train.runner import setup
 from vitmae.weights.keys import is_mae
 
 METRIC = {"classify": "top1", "multilabel": "map", "segment": "miou"}
-ATTACKS = {"classify": ("fgsm", "pgd", "apgd"), "multilabel": ("fgsm", "pgd"),
-           "segment": ("fgsm", "segpgd")}
 
 
 @dataclass
@@ -64,48 +61,6 @@ def fixed_subset(ds, n: int | None, seed: int):
     except ConfigError:  # masks or label vectors: no class per item
         idx = np.arange(n)
     return Subset(ds, idx.tolist())
-
-
-def seg_targets(batch, size: tuple[int, int]) -> torch.Tensor:
-    """Segmentation batch (imgs, padded masks (B, Hm, Wm), sizes (B, 2)) -> labels (B, S, S)
-    at the model's output size: each mask cropped to its image and resized (nearest)."""
-    masks, sizes = batch[1], batch[2]
-    out = [F.interpolate(m[None, None, : s[0], : s[1]].float(), size=size,
-                         mode="nearest")[0, 0].long() for m, s in zip(masks, sizes, strict=True)]
-    return torch.stack(out)  # (B, S, S)
-
-
-def attack_batch(net, task: str, batch, attack: str, eps: float, opts: Options,
-                 g: torch.Generator) -> torch.Tensor:
-    """The adversarial pixels (B, C, H, W) of one batch (normalised images first)."""
-    x = to_pixels(batch[0], net.mean, net.std)  # (B, C, H, W) in [0, 1]
-    y = seg_targets(batch, x.shape[-2:]) if task == "segment" else batch[1]
-    if attack not in ATTACKS[task]:
-        raise UsageError(f"--attacks: {attack!r} is not an attack of task {task} (expected "
-                         f"one of {', '.join(ATTACKS[task])})")
-    if attack == "fgsm":
-        return fgsm(net, x, y, eps)
-    if attack == "pgd":
-        return pgd(net, x, y, eps, eps / 4, opts.steps, generator=g)
-    if attack == "segpgd":
-        return segpgd(net, x, y, eps, eps / 4, opts.steps, generator=g)
-    return apgd_ce(net, x, y, eps, seed=opts.seed)
-
-
-def attacked_metrics(model, task, task_name: str, ds, stats: tuple, attack: str, eps: float,
-                     opts: Options, batch_size: int, device: torch.device) -> dict:
-    """The task's metrics of `model` (eval mode) on `ds` (normalised by stats = (mean, std))
-    with every image replaced by its adversarial one."""
-    net = Normalized(model, *stats).to(device)
-    g = torch.Generator(device=device).manual_seed(opts.seed)
-    ev = task.evaluator()
-    for batch in make_loader(ds, batch_size, train=False):
-        batch = to_device(batch, device)
-        x_adv = attack_batch(net, task_name, batch, attack, eps, opts, g)
-        with torch.no_grad():
-            ev.update(model, ((x_adv - net.mean.view(1, -1, 1, 1)) / net.std.view(1, -1, 1, 1),
-                              *batch[1:]))
-    return ev.result()
 
 
 def run_robustness(cfg: Config, checkpoint: str | Path, opts: Options,
@@ -150,10 +105,13 @@ def run_robustness(cfg: Config, checkpoint: str | Path, opts: Options,
         for eps in opts.eps:
             t0 = time.perf_counter()
             metrics = attacked_metrics(model, task, cfg.task, ds, (full.mean, full.std),
-                                       attack, eps, opts, B, device)
+                                       attack, eps, opts.steps, opts.seed, B, device)
             record("attack", metrics, t0, attack=attack, eps=eps)
     summary = summarize(records, key, opts)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    for path in save_robustness_figures(out, records, key, model, cfg.task, full, ds, device,
+                                        opts.seed, opts.steps):
+        log(f"wrote {path}")
     return summary, records
 
 

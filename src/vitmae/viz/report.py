@@ -5,7 +5,8 @@ so it opens offline. Its sections (`SECTIONS`, in this order): the runs (command
 environment); the final metrics beside the trivial baseline; the curves of metrics.jsonl
 (`vitmae.viz.report_curves`; runs of the same stage overlaid, e.g. MAE against scratch
 fine-tuning); the MAE reconstruction grids over time; the confusion matrices of
-`vitmae evaluate`; the segmentation pictures of `vitmae visualize`; each run's config.
+`vitmae evaluate`; the segmentation pictures of `vitmae visualize`; the summary and pictures of
+`vitmae robustness`; each run's config.
 A folder that holds run folders (a `vitmae demo` folder) stands for those runs.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -24,10 +26,12 @@ import yaml
 from vitmae.runs.folder import NOT_METRICS, metric_records, read_run_info
 from vitmae.runs.sinks import PICTURE
 from vitmae.viz.report_curves import curve_figures
+from vitmae.viz.robustness import EXAMPLES_PNG, SEVERITY_PNG
 
 SECTIONS = {"runs": "Runs", "metrics": "Final metrics", "curves": "Curves",
             "reconstructions": "Reconstructions over time", "confusion": "Confusion matrices",
-            "segmentation": "Segmentation", "config": "Config"}
+            "segmentation": "Segmentation", "robustness": "Robustness", "config": "Config"}
+ATTACK_KEY = re.compile(r"(\w+)_([\d.e+-]+)/255")  # summary key of an attack: pgd_8/255
 MAX_GRIDS = 6  # reconstruction grids shown per run, evenly spaced over its epochs
 BASELINES = ("Trivial baseline: classification, the test set's most frequent class; "
              "segmentation, every pixel background; multi-label, every label negative; "
@@ -50,6 +54,7 @@ class Run:
     config_text: str  # config.yaml
     records: list[dict]  # metrics.jsonl
     evaluation: dict  # eval/metrics.json ({} before `vitmae evaluate`)
+    robustness: dict  # robustness/summary.json ({} before `vitmae robustness`)
 
     @property
     def stage(self) -> str:
@@ -81,7 +86,8 @@ def load_run(path: Path, name: str) -> Run:
     if "top1" in evaluation and (path / "eval" / "confusion_matrix.csv").is_file():
         evaluation["baseline_top1"] = majority_share(path / "eval" / "confusion_matrix.csv")
     return Run(path, name, read_run_info(path), (path / "config.yaml").read_text(),
-               metric_records(path, ignore=()), evaluation)
+               metric_records(path, ignore=()), evaluation,
+               _read_json(path / "robustness" / "summary.json"))
 
 
 def majority_share(csv: Path) -> float:
@@ -113,6 +119,7 @@ def render(runs: list[Run]) -> str:
                                         "visualize.png", "image | ground truth | prediction",
                                         "No segmentation picture: `vitmae visualize` on a "
                                         "segmentation run writes one."),
+              "robustness": _robustness(runs),
               "config": "".join(f"<details><summary>{_e(r.name)}</summary><pre>"
                                 f"{_e(r.config_text)}</pre></details>" for r in runs)}
     title = "vitmae report: " + ", ".join(r.name for r in runs)
@@ -193,6 +200,35 @@ def _reconstructions(runs: list[Run]) -> str:
             parts.append(f"<h3>{_e(r.name)}</h3><div class=\"pics\">{''.join(figs)}</div>")
     return "".join(parts) or ('<p class="none">No reconstruction grids: MAE pretraining '
                               "writes them with pretrain.recon_every &gt; 0.</p>")
+
+
+def robustness_rows(summary: dict) -> list[tuple[str, float]]:
+    """(measurement, value) of `vitmae robustness`'s summary: clean, the corruption mean, the
+    mean per severity, each attack and radius."""
+    rows = [("clean", summary["clean"])]
+    if "corruption_mean" in summary:
+        rows.append(("corruptions, mean", summary["corruption_mean"]))
+        rows += [(f"corruptions, severity {s}", v) for s, v in summary["by_severity"].items()]
+    for key, value in summary.items():
+        if (attack := ATTACK_KEY.fullmatch(key)) is not None:
+            rows.append((f"{attack[1]}, eps {attack[2]}/255", value))
+    return rows
+
+
+def _robustness(runs: list[Run]) -> str:
+    parts = []
+    for r in (r for r in runs if r.robustness):
+        cells = "".join(f'<tr><td>{_e(what)}</td><td class="num">{value:.4f}</td></tr>'
+                        for what, value in robustness_rows(r.robustness))
+        figs = [_figure(r.path / "robustness" / name, f"{r.name}: {caption}")
+                for name, caption in ((SEVERITY_PNG, "metric against severity and eps"),
+                                      (EXAMPLES_PNG, "predictions, clean and perturbed"))
+                if (r.path / "robustness" / name).is_file()]
+        parts.append(f"<h3>{_e(r.name)}</h3><table><tr><th>measured</th><th>"
+                     f"{_e(r.robustness['metric'])} on {_e(r.robustness['n'])} items</th></tr>"
+                     f"{cells}</table><div class=\"pics wide\">{''.join(figs)}</div>")
+    return "".join(parts) or ('<p class="none">No robustness records: `vitmae robustness '
+                              '--checkpoint RUN` writes them.</p>')
 
 
 def _pictures(runs: list[Run], name: str, caption: str, none: str) -> str:

@@ -2,6 +2,7 @@
 
 `save_segmentation_grid`: one row per image, image | ground truth | prediction, the label
 maps coloured with the VOC palette (void 255 in its cream colour), at the original size.
+`overlay`: a label map's VOC colours over its image (background left as it is).
 `palette_writer`: each prediction of the evaluator's pass as a palette PNG named
 `<id or index>.png`, the format of VOC's `SegmentationClass` (the pixel value is the class;
 viewers show the colours).
@@ -48,6 +49,15 @@ def stack_padded(pictures: list[torch.Tensor]) -> torch.Tensor:
     H, W = max(p.shape[1] for p in pictures), max(p.shape[2] for p in pictures)
     return torch.stack([F.pad(p, (0, W - p.shape[2], 0, H - p.shape[1]), value=1.0)
                         for p in pictures])  # (n, 3, H, W)
+
+
+def overlay(image: torch.Tensor, labels: torch.Tensor, alpha: float = 0.6) -> torch.Tensor:
+    """image (C, H, W) in [0, 1], C = 1 or 3, and labels (H, W) -> (3, H, W): each pixel of
+    a class other than background (0) blended with its VOC colour."""
+    colour = colorize(labels.cpu())  # (3, H, W)
+    rgb = image.cpu().expand(3, -1, -1)  # grey -> RGB
+    shown = (labels.cpu() != 0)[None]  # (1, H, W)
+    return torch.where(shown, (1 - alpha) * rgb + alpha * colour, rgb)
 
 
 def palette_writer(ds, out_dir: str | Path, order: Iterable[int]) -> Callable:
