@@ -15,6 +15,7 @@ from PIL import Image
 
 from vitmae.config import DataConfig
 from vitmae.data import build_dataset
+from vitmae.robust.corruptions import GROUPS
 from vitmae.robust.evaluation import Options, summarize
 from vitmae.robust.figures import (
     example_columns,
@@ -41,7 +42,7 @@ def records(corruptions=("gaussian_noise", "fog"), severities=(1, 3), attacks=("
 
 def test_severity_figure_has_a_panel_per_kind_and_the_summarys_mean():
     recs = records()
-    fig = severity_figure(recs, "top1")
+    fig = severity_figure(recs, "top1", GROUPS)
     assert [ax.get_title() for ax in fig.axes] == ["common corruptions", "L-inf attacks"]
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     assert set(lines) == {"gaussian_noise", "fog", "mean", "clean"}
@@ -52,11 +53,11 @@ def test_severity_figure_has_a_panel_per_kind_and_the_summarys_mean():
     assert lines["gaussian_noise"].get_color() != lines["fog"].get_color()  # noise, weather
     pgd = next(x for x in fig.axes[1].get_lines() if x.get_label() == "pgd")
     assert list(pgd.get_xdata()) == pytest.approx([2, 8])  # in /255
-    assert [ax.get_title() for ax in severity_figure(records(attacks=()), "top1").axes] == \
+    assert [ax.get_title() for ax in severity_figure(records(attacks=()), "top1", GROUPS).axes] == \
         ["common corruptions"]
-    assert [ax.get_title() for ax in severity_figure(records(corruptions=()), "top1").axes] \
-        == ["L-inf attacks"]
-    assert len(severity_figure([dict(CLEAN)], "top1").axes) == 1
+    attacks_only = severity_figure(records(corruptions=()), "top1", GROUPS)
+    assert [ax.get_title() for ax in attacks_only.axes] == ["L-inf attacks"]
+    assert len(severity_figure([dict(CLEAN)], "top1", GROUPS).axes) == 1
 
 
 def test_prediction_titles_say_what_was_predicted_and_whether_it_is_right():

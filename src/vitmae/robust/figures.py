@@ -23,6 +23,7 @@ from vitmae.data.loader import make_loader
 from vitmae.robust.attacked import attack_batch, seg_targets
 from vitmae.robust.attacks import Normalized, to_pixels
 from vitmae.robust.corrupted import CorruptedSet
+from vitmae.robust.corruptions import GROUPS
 from vitmae.train.engine import to_device
 from vitmae.viz.figures import save_figure
 from vitmae.viz.robustness import (
@@ -122,7 +123,7 @@ def save_robustness_figures(out: Path, records: list[dict], metric: str, model, 
     """Write severity.png and examples.png into `out`; -> their paths."""
     n = records[0]["n"]
     paths = [out / SEVERITY_PNG, out / EXAMPLES_PNG]
-    save_figure(severity_figure(records, metric), paths[0],
+    save_figure(severity_figure(records, metric, GROUPS), paths[0],
                 f"{metric} on {n} test items: clean, corrupted, attacked")
     columns = example_columns(model, task, full, ds, records, device, seed, steps)
     marks = "" if task == "segment" else f" ({MARK[True]} right, {MARK[False]} wrong)"

@@ -16,7 +16,6 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from vitmae.data.palette import VOID
-from vitmae.robust.corruptions import GROUPS, SEVERITIES
 
 SEVERITY_PNG, EXAMPLES_PNG = "severity.png", "examples.png"  # in <run>/robustness/
 FAMILY_MAPS = {"noise": "Reds", "blur": "Blues", "weather": "Greens", "digital": "Purples"}
@@ -27,19 +26,22 @@ MAX_LABELS = 3  # multi-label titles: the first few labels above 0.5, then "+n"
 Panel = tuple[torch.Tensor, str, bool | None]  # picture (C, H, W) in [0, 1], title, right?
 
 
-def corruption_colours() -> dict[str, tuple]:
-    """corruption -> RGBA: one colour map per family, a darker shade per later member."""
+def corruption_colours(groups: dict[str, tuple[str, ...]]) -> dict[str, tuple]:
+    """corruption -> RGBA: one colour map per family of `groups` (family -> corruptions, as
+    `vitmae.robust.corruptions.GROUPS`), a darker shade per later member."""
     out = {}
-    for family, names in GROUPS.items():
+    for family, names in groups.items():
         cmap = colormaps[FAMILY_MAPS[family]]
         for i, name in enumerate(names):
             out[name] = cmap(0.45 + 0.5 * i / max(len(names) - 1, 1))
     return out
 
 
-def severity_figure(records: list[dict], metric: str) -> Figure:
+def severity_figure(records: list[dict], metric: str,
+                    groups: dict[str, tuple[str, ...]]) -> Figure:
     """The corruption panel (also when nothing but the clean value was measured) and the
-    attack panel, each when `records` hold such records."""
+    attack panel, each when `records` hold such records; `groups`: the corruption families,
+    for the colours."""
     clean = next(r[metric] for r in records if r["kind"] == "clean")
     cor = [r for r in records if r["kind"] == "corruption"]
     att = [r for r in records if r["kind"] == "attack"]
@@ -48,28 +50,28 @@ def severity_figure(records: list[dict], metric: str) -> Figure:
     fig = Figure(figsize=(1 + 5.5 * len(panels), 4))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for (draw, rows), ax in zip(panels, axes, strict=True):
-        draw(ax, rows, metric)
+        draw(ax, rows, metric, groups)
         ax.axhline(clean, color="black", ls="--", lw=1, label="clean")
         ax.set(ylabel=metric, ylim=(0, 1.02))
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 
-def _corruption_panel(ax, cor: list[dict], metric: str) -> None:
+def _corruption_panel(ax, cor: list[dict], metric: str, groups: dict) -> None:
     """A line per corruption in its family's colours, the mean over them thick and black."""
-    colours = corruption_colours()
+    colours = corruption_colours(groups)
     for name in dict.fromkeys(r["corruption"] for r in cor):
         xy = sorted((r["severity"], r[metric]) for r in cor if r["corruption"] == name)
         ax.plot(*zip(*xy, strict=True), marker="o", ms=3, lw=1, color=colours[name],
                 label=name)
+    sevs = sorted({r["severity"] for r in cor})
     if cor:
-        sevs = sorted({r["severity"] for r in cor})
         ax.plot(sevs, [np.mean([r[metric] for r in cor if r["severity"] == s]) for s in sevs],
                 color="black", lw=3, label="mean")
-    ax.set(xlabel="severity", xticks=SEVERITIES, title="common corruptions")
+    ax.set(xlabel="severity", xticks=sevs, title="common corruptions")
 
 
-def _attack_panel(ax, att: list[dict], metric: str) -> None:
+def _attack_panel(ax, att: list[dict], metric: str, groups: dict) -> None:
     """A line per attack over its radii."""
     for name in dict.fromkeys(r["attack"] for r in att):
         xy = sorted((r["eps"] * 255, r[metric]) for r in att if r["attack"] == name)
