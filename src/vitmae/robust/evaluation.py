@@ -28,7 +28,7 @@ from vitmae.data.labelled import class_targets, labelled_indices
 from vitmae.data.loader import make_loader
 from vitmae.errors import ConfigError, UsageError
 from vitmae.models import load_finetuned
-from vitmae.robust.attacks import Normalized, apgd_ce, fgsm, pgd, segpgd, to_pixels
+from vitmae.robust.attacks import Normalized, apgd_ce, fgsm, from_pixels, pgd, segpgd, to_pixels
 from vitmae.robust.corrupted import CorruptedSet
 from vitmae.robust.corruptions import CORRUPTIONS, SEVERITIES
 from vitmae.runs.checkpoint import read_weights
@@ -103,8 +103,7 @@ def attacked_metrics(model, task, task_name: str, ds, stats: tuple, attack: str,
         batch = to_device(batch, device)
         x_adv = attack_batch(net, task_name, batch, attack, eps, opts, g)
         with torch.no_grad():
-            ev.update(model, ((x_adv - net.mean.view(1, -1, 1, 1)) / net.std.view(1, -1, 1, 1),
-                              *batch[1:]))
+            ev.update(model, (from_pixels(x_adv, net.mean, net.std), *batch[1:]))
     return ev.result()
 
 
