@@ -91,6 +91,7 @@ def validate(cfg: Config) -> None:
     if cfg.model.spatial_dims == 3:
         _check_volumes(cfg)
     _check_rest(cfg)
+    _check_robust_training(cfg)
 
 
 def _check_types(obj: Any, prefix: str = "") -> None:
@@ -246,6 +247,20 @@ def _check_rest(cfg: Config) -> None:
          f"shards the step across CPU threads; got {r.shards} with run.device=cuda")
     need(d.batch_size >= r.shards, "run.shards",
          f"{r.shards} shards need data.batch_size >= {r.shards}, got {d.batch_size}")
+
+
+def _check_robust_training(cfg: Config) -> None:
+    """finetune.adversarial's attack and finetune.corruption_aug (2-D corruptions only)."""
+    f = cfg.finetune
+    need(0.0 < f.adv_eps <= 1.0, "finetune.adv_eps",
+         f"an L-inf radius in pixels in [0, 1]: must be in (0, 1], got {f.adv_eps}")
+    need(f.adv_steps >= 1, "finetune.adv_steps", f"must be >= 1, got {f.adv_steps}")
+    need(f.adv_alpha is None or f.adv_alpha > 0, "finetune.adv_alpha",
+         f"must be > 0 (or null: the method's own), got {f.adv_alpha}")
+    need(0.0 <= f.corruption_aug <= 1.0, "finetune.corruption_aug",
+         f"a probability: must be in [0, 1], got {f.corruption_aug}")
+    need(not f.corruption_aug or cfg.model.spatial_dims == 2, "finetune.corruption_aug",
+         "the common corruptions are of 2-D images; set 0 for volumes (model.spatial_dims=3)")
 
 
 def _check_continued(o: PretrainConfig) -> None:

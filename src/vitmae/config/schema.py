@@ -185,6 +185,25 @@ class FinetuneConfig:
     # monitor record (vitmae.train.split_monitor): protocols that pick the epoch by
     # validation and report test there (MedMNIST: best val AUC) read both; None: off
     test_split: str | None = None
+    # Training against attacks and corruptions (vitmae.train.adversarial, .corruption_aug),
+    # off by default: each costs clean accuracy and step time.
+    # "fgsm": fast adversarial training, FGSM from a random start (Wong, Rice & Kolter 2020,
+    # "Fast is better than free"), about 2x a clean step; "pgd": PGD-k from a random start
+    # (Madry et al. 2018), about (k+1)x; with task=segment, "pgd" ascends SegPGD's loss
+    # (SegPGD-AT, Gu et al. 2022: it fools more pixels than per-pixel CE in as many steps)
+    # and "fgsm" per-pixel CE (one step: SegPGD's first step weighs only correct pixels)
+    adversarial: Literal["none", "fgsm", "pgd"] = "none"
+    # L-inf radius in pixels in [0, 1] (YAML: 0.03137254901960784): the CIFAR-10 standard
+    adv_eps: float = 8 / 255
+    adv_steps: int = 7  # PGD's steps: Madry et al.'s CIFAR-10 training attack (PGD-7)
+    # step size in pixels; None: 1.25 adv_eps for fgsm (Wong et al.), 2.5 adv_eps / adv_steps
+    # for pgd (the rule of Madry's lab's `robustness` library: the steps can cross the ball
+    # from any start; Madry et al.'s CIFAR-10 run took 7 steps of 2/255, 1.75 eps in all)
+    adv_alpha: float | None = None
+    # probability that a training image is replaced by one of the 15 common corruptions at a
+    # random severity 1-5 (Hendrycks & Dietterich 2019), applied to the training crop in the
+    # step; 2-D images only
+    corruption_aug: float = 0.0
 
 
 @dataclass

@@ -6,7 +6,7 @@ torchattacks' APGD-CE (Croce & Hein 2020).
 Images are pixels in [0, 1], `(B, C, H, W)`; eps and step sizes are in pixel units (8/255).
 The attacked `model` maps pixels to logits: wrap the network in `Normalized(net, mean, std)`
 so that the gradient goes through the normalisation, as RobustBench does; `to_pixels` takes
-the data pipeline's normalised tensors back to [0, 1].
+the data pipeline's normalised tensors back to [0, 1], `from_pixels` returns them.
 
 The loss is `loss_fn(logits, y) -> scalar`; `default_loss` picks it from the targets:
 - classification: logits (B, K), y (B,) class indices -> cross-entropy;
@@ -72,7 +72,7 @@ class Normalized(nn.Module):
         self.training = model.training
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model((x - _per_channel(self.mean, x)) / _per_channel(self.std, x))
+        return self.model(from_pixels(x, self.mean, self.std))
 
 
 def to_pixels(
@@ -81,6 +81,14 @@ def to_pixels(
     """Normalised images (B, C, H, W) -> pixels (B, C, H, W): x * std + mean, clamped to
     [0, 1] (the inverse of the data pipeline's `Normalize`)."""
     return (x_norm * _per_channel(std, x_norm) + _per_channel(mean, x_norm)).clamp(0, 1)
+
+
+def from_pixels(
+    x: torch.Tensor, mean: torch.Tensor | Sequence[float], std: torch.Tensor | Sequence[float]
+) -> torch.Tensor:
+    """Pixels (B, C, H, W) -> normalised images (B, C, H, W): (x - mean) / std, the data
+    pipeline's `Normalize` (what `Normalized` applies before the network)."""
+    return (x - _per_channel(mean, x)) / _per_channel(std, x)
 
 
 def default_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

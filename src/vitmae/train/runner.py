@@ -25,6 +25,8 @@ from vitmae.runs.checkpoint import CheckpointError, latest_good_checkpoint
 from vitmae.runs.folder import RunDir
 from vitmae.runs.sinks import TensorBoardSink, require_tensorboard
 from vitmae.tasks import build_task
+from vitmae.train.adversarial import AdversarialTask
+from vitmae.train.corruption_aug import CorruptionAugTask
 from vitmae.train.engine import fit
 from vitmae.train.monitors import pretrain_monitors
 from vitmae.train.optim import base_lr, build_optimizer, is_head, param_groups
@@ -148,6 +150,28 @@ def start_teacher(cfg: Config, encoder: VisionTransformer, src,
     return teacher.requires_grad_(False).eval()
 
 
+def robust_training(cfg: Config, task, ds, log=dist.say):
+    """`task`, wrapped as finetune.adversarial and finetune.corruption_aug ask: the images
+    corrupted first, then attacked (the attack sees what the model would see). With neither,
+    the task itself: the step is the plain one."""
+    f = cfg.finetune
+    if f.adversarial != "none":
+        attack = "segpgd" if f.adversarial == "pgd" and cfg.task == "segment" else f.adversarial
+        task = AdversarialTask(task, attack, f.adv_eps, f.adv_steps, f.adv_alpha, ds.mean,
+                               ds.std)
+        steps = f"{f.adv_steps} steps of " if attack != "fgsm" else ""
+        log(f"adversarial training: {attack}, eps {f.adv_eps * 255:g}/255, "
+            f"{steps}{task.alpha * 255:g}/255")
+    if f.corruption_aug:
+        need(ds.in_chans in (1, 3), "finetune.corruption_aug",
+             f"the common corruptions are of grey or RGB images; {cfg.data.dataset} has "
+             f"{ds.in_chans} channels")
+        task = CorruptionAugTask(task, f.corruption_aug, ds.mean, ds.std)
+        log(f"corruption augmentation: each training image corrupted with probability "
+            f"{f.corruption_aug:g}")
+    return task
+
+
 def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     """Fine-tune (or train from scratch) the encoder plus a head for cfg.task."""
     try:
@@ -176,6 +200,7 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
         task = build_task(cfg.task, num_classes=ds.num_classes,
                           classes=getattr(ds, "classes", None),
                           label_smoothing=f.label_smoothing, aux_weight=cfg.model.seg_aux)
+        task = robust_training(cfg, task, ds, log)
         run, ckpt = open_run(cfg, "finetune", resume, log)
         run.record_data(cfg.data.dataset, ds)
         source = f"from {f.pretrained}" if f.pretrained else "from scratch"
