@@ -13,7 +13,15 @@ import torch.nn.functional as F
 
 from vitmae.data.loader import make_loader
 from vitmae.errors import UsageError
-from vitmae.robust.attacks import Normalized, apgd_ce, fgsm, pgd, segpgd, to_pixels
+from vitmae.robust.attacks import (
+    Normalized,
+    apgd_ce,
+    fgsm,
+    from_pixels,
+    pgd,
+    segpgd,
+    to_pixels,
+)
 from vitmae.train.engine import to_device
 
 ATTACKS = {"classify": ("fgsm", "pgd", "apgd"), "multilabel": ("fgsm", "pgd"),
@@ -60,6 +68,6 @@ def attacked_metrics(model, task, task_name: str, ds, stats: tuple, attack: str,
         batch = to_device(batch, device)
         x_adv = attack_batch(net, task_name, batch, attack, eps, steps, seed, g)
         with torch.no_grad():
-            ev.update(model, ((x_adv - net.mean.view(1, -1, 1, 1)) / net.std.view(1, -1, 1, 1),
+            ev.update(model, (from_pixels(x_adv, net.mean, net.std),
                               *batch[1:]))
     return ev.result()
