@@ -275,8 +275,9 @@ def _use(args) -> int:
         return 0
     from vitmae.infer.image_files import list_images, summary
 
-    paths = list_images(args.paths)
     model = open_model(args.checkpoint, args.mean, args.std, args.crop_pct, log=log)
+    volumes = model.preprocess.volumes
+    paths = list_images(args.paths, volumes)
     if args.command == "predict":
         from vitmae.infer.predict import run_predict
 
@@ -287,7 +288,7 @@ def _use(args) -> int:
 
         done, failed = run_embed(model, paths, args.out, args.pool, args.batch_size)
         log(f"wrote {args.out} and {Path(args.out).with_suffix('.csv')}")
-    log(summary(args.command, done, failed))
+    log(summary(args.command, done, failed, "volumes" if volumes else "images"))
     return 1 if failed else 0
 
 

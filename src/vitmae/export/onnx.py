@@ -1,7 +1,8 @@
 """`export_onnx`: a classification or segmentation model as an ONNX file, for onnxruntime.
 
-The graph takes `pixel_values` (B, C, S, S), normalized as the model's preprocessing says,
-and gives `logits` (B, K) or (B, K, S, S); the batch axis is dynamic, the image size fixed.
+The graph takes `pixel_values` (B, C, S, S), or (B, 1, S, S, S) for a model of volumes,
+normalized as the model's preprocessing says, and gives `logits` (B, K) or (B, K, S, S); the
+batch axis is dynamic, the image size fixed.
 What `vitmae predict` needs besides the graph (task, class names, image size, channels,
 normalisation, resize) is stored as JSON under the metadata key `vitmae`. It is written by
 torch's TorchScript exporter (the torch.export-based one needs the onnxscript package).
@@ -75,10 +76,13 @@ def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
     if model.task == FEATURES:
         raise UsageError(f"{model.source}: no classification or segmentation head to export "
                          f"(an MAE run or headless weights)")
+    pre = model.preprocess
+    if int8 and pre.volumes:
+        raise UsageError(f"{model.source}: --int8 is for models of 2-D images (its outlier "
+                         f"check feeds images); export volumes in fp32")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pre = model.preprocess
-    dummy = torch.zeros(2, pre.in_chans, pre.img_size, pre.img_size)  # (B, C, S, S)
+    dummy = torch.zeros(2, *pre.input_shape)  # (B, C, S, S) or (B, 1, S, S, S)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "model.onnx"
         fused = nullcontext(0) if portable else ort_attention(model.module, gemm=gemm and not int8)
@@ -104,6 +108,7 @@ def export_model(model: InferenceModel, out: str | Path, int8: bool = False,
         set_metadata(graph, model.metadata())
         onnx.save(graph, str(out))
     kind = "standard operators" if portable else "onnxruntime's fused attention"
+    shape = ", ".join(map(str, pre.input_shape))
     log(f"wrote {out} ({model.task}, {'int8 weights' if int8 else 'fp32'}, {kind}, input "
-        f"(batch, {pre.in_chans}, {pre.img_size}, {pre.img_size}))")
+        f"(batch, {shape}))")
     return out

@@ -55,7 +55,8 @@ class InferenceModel:
 
     @torch.inference_mode()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, C, S, S) normalized -> (B, K) logits, or (B, K, S, S) for segmentation."""
+        """x (B, C, S, S), or (B, 1, S, S, S) for volumes, normalized -> (B, K) logits, or
+        (B, K, S, S) for segmentation."""
         if self.session is not None:
             return torch.from_numpy(self.session.run([ONNX_OUTPUT], {ONNX_INPUT: x.numpy()})[0])
         return self.module(x).float()
@@ -83,6 +84,8 @@ def open_model(checkpoint: str | Path, mean: list[float] | None = None,
         model = _open_weights(path, log)
     changes = {k: tuple(v) for k, v in (("mean", mean), ("std", std)) if v is not None}
     if crop_pct is not None:
+        if model.preprocess.volumes:
+            raise UsageError(f"--crop-pct: {checkpoint} takes volumes, resized whole")
         changes.update(resize="crop", crop_pct=crop_pct)
     if changes:
         model.preprocess = dataclasses.replace(model.preprocess, **changes)
@@ -95,7 +98,8 @@ def _open_run(path: Path, log) -> InferenceModel:
     state = read_weights(path)
     info = read_data_info(run) or _data_info_from_dataset(cfg, run, log)
     C = info["in_chans"]
-    pre = for_dataset(info["dataset"], cfg.data.img_size, C, info["mean"], info["std"])
+    pre = for_dataset(info["dataset"], cfg.data.img_size, C, info["mean"], info["std"],
+                      cfg.model.spatial_dims)
     if is_mae(state):  # an MAE run: its encoder
         encoder = build_vit(cfg.model, cfg.data.img_size, C, num_classes=0)
         encoder.load_state_dict(encoder_state(state), strict=True)

@@ -5,8 +5,10 @@ side to S and take the centre S x S (`data.transforms.folder_transform`); every 
 set resizes the image to S x S without keeping the aspect ratio (VOC's `eval_image_transform`;
 the in-memory sets digits, MNIST and CIFAR resize their fixed-size images the same way).
 A plain weights file (timm, HuggingFace, MAE) gets timm's ImageNet evaluation: the shorter
-side to S / crop_pct (bicubic, with Pillow; crop_pct 0.875), then the centre S x S. The spec
-is plain data, so that an ONNX file carries it in its metadata.
+side to S / crop_pct (bicubic, with Pillow; crop_pct 0.875), then the centre S x S. A run
+on volumes (`spatial_dims=3`) reads `.npy` / NIfTI files and uses its data sets' evaluation
+transform (`vitmae.data.volume_transforms.VolumeTransform`: to [0, 1], trilinear resize to
+S^3, normalised). The spec is plain data, so that an ONNX file carries it in its metadata.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
 
 from vitmae.data.checks import open_image
+from vitmae.data.volume_io import read_volume
+from vitmae.data.volume_transforms import VolumeTransform
 from vitmae.errors import UsageError
 
 CROP_DATASETS = ("folder",)  # data sets whose evaluation keeps the aspect ratio and crops
@@ -38,8 +43,14 @@ class Preprocess:
     # "torch": resize the decoded tensor (vitmae's data sets); "pil": resize the Pillow image
     # before it becomes a tensor (timm's evaluation transform)
     resize_with: str = "torch"
+    spatial_dims: int = 2  # 3: the model's input is a volume (1, S, S, S)
 
     def __post_init__(self):
+        if self.spatial_dims not in (2, 3):
+            raise UsageError(f"spatial_dims: expected 2 (images) or 3 (volumes), got "
+                             f"{self.spatial_dims}")
+        if self.spatial_dims == 3 and self.in_chans != 1:
+            raise UsageError(f"volumes have 1 channel, got in_chans={self.in_chans}")
         if self.in_chans not in MODES:
             raise UsageError(f"images of {self.in_chans} channels: only 1 (grey) or 3 (RGB)")
         if self.resize not in ("squash", "crop"):
@@ -54,8 +65,12 @@ class Preprocess:
                              f"{self.in_chans} values each, one per channel")
         self._steps = self._build()
 
-    def _build(self) -> v2.Compose:
+    def _build(self) -> v2.Compose | VolumeTransform:
         S = self.img_size
+        if self.spatial_dims == 3:
+            if self.resize == "crop":
+                raise UsageError("a volume is resized whole to S^3: no centre crop (crop_pct)")
+            return VolumeTransform(S, self.mean, self.std, train=False)
         mode = v2.InterpolationMode(self.interpolation)
         if self.resize == "squash":
             size = [v2.Resize((S, S), interpolation=mode, antialias=True)]
@@ -70,14 +85,24 @@ class Preprocess:
     def mode(self) -> str:
         return MODES[self.in_chans]
 
-    def read(self, path: str | Path) -> Image.Image:
-        """Decode `path` in the model's colour mode; BadImageError (an OSError) naming it if
-        it cannot be decoded."""
-        return open_image(path, self.mode)
+    @property
+    def volumes(self) -> bool:
+        return self.spatial_dims == 3
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        """A PIL image of any size -> (C, S, S) float32, normalized."""
-        return self._steps(image).as_subclass(torch.Tensor)
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, S, S), or (1, S, S, S) for volumes: one input item."""
+        return (self.in_chans, *(self.img_size,) * self.spatial_dims)
+
+    def read(self, path: str | Path) -> Image.Image | np.ndarray:
+        """Decode `path` in the model's colour mode, or read the volume (D, H, W); a
+        BadDataError naming it if it cannot be read."""
+        return read_volume(path) if self.volumes else open_image(path, self.mode)
+
+    def __call__(self, item: Image.Image | np.ndarray) -> torch.Tensor:
+        """A PIL image of any size -> (C, S, S), or a volume (D, H, W) of any size ->
+        (1, S, S, S); float32, normalized."""
+        return self._steps(item).as_subclass(torch.Tensor)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -87,10 +112,12 @@ class Preprocess:
         return cls(**d)
 
 
-def for_dataset(dataset: str, img_size: int, in_chans: int, mean, std) -> Preprocess:
-    """The evaluation transform of a run trained on `dataset`."""
-    resize = "crop" if dataset in CROP_DATASETS else "squash"
-    return Preprocess(img_size, in_chans, tuple(mean), tuple(std), resize)
+def for_dataset(dataset: str, img_size: int, in_chans: int, mean, std,
+                spatial_dims: int = 2) -> Preprocess:
+    """The evaluation transform of a run trained on `dataset` (of volumes: spatial_dims=3)."""
+    resize = "crop" if dataset in CROP_DATASETS and spatial_dims == 2 else "squash"
+    return Preprocess(img_size, in_chans, tuple(mean), tuple(std), resize,
+                      spatial_dims=spatial_dims)
 
 
 def for_weights(img_size: int, in_chans: int, mean, std,

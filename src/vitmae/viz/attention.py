@@ -89,6 +89,9 @@ def run_attention_visualize(model: InferenceModel, out: str | Path,
     if not isinstance(model.encoder, VisionTransformer):
         raise UsageError(f"{model.source}: attention maps read a ViT's tokens; this model is "
                          f"a CNN")
+    if model.preprocess.volumes:
+        raise UsageError(f"{model.source}: attention maps are drawn over 2-D images; this "
+                         f"model takes volumes")
     panels = attention_panels(model, load_images(model, images, cfg, n))
     P = model.encoder.num_prefix_tokens
     query = "class token" if P else "mean of the patch queries"
