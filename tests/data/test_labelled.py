@@ -81,3 +81,13 @@ def test_the_run_log_names_the_fraction_and_the_subset_size(tmp_path):
     n = len(labelled_indices(class_targets(build_dataset(
         load_config("digits").data, "train", train=True).dataset), 0.1, seed=0))
     assert any(f"({n} images, data.labels_fraction=0.1)" in line for line in out)
+
+
+@pytest.mark.parametrize("overrides", [["data.subset=64"], ["data.subset=64",
+                                                            "data.labels_fraction=0.5"]])
+def test_class_targets_are_the_items_own_labels_through_every_wrapper(overrides):
+    # the training set is wrapped (data.subset, the labelled fraction, the bad-file skipper),
+    # and each wrapper reads attributes such as `targets` through to the whole data set below
+    ds = build_dataset(load_config("digits", overrides).data, "train", train=True)
+    want = [int(ds[i][1]) for i in range(len(ds))]
+    assert class_targets(ds).tolist() == want

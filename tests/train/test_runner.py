@@ -1,6 +1,6 @@
 """What `run_finetune` / `run_pretrain` hand to the engine: a linear probe trains the head
 alone; the lr follows blr * effective batch / 256 with every DDP process in the effective
-batch; the task gets the configured label smoothing.
+batch; the task gets the configured label smoothing and class weights.
 
 The engine's `fit` is wrapped here to see the model before training and the arguments it
 gets; ranks are simulated by setting `vitmae.distributed`'s world size (no processes).
@@ -13,7 +13,8 @@ import torch
 
 import vitmae.distributed
 import vitmae.train.runner
-from vitmae.config import load_config
+from vitmae.config import ConfigError, load_config
+from vitmae.data import build_dataset
 from vitmae.runs.checkpoint import read_weights
 from vitmae.train.runner import run_finetune, run_pretrain
 
@@ -94,3 +95,25 @@ def test_the_task_gets_the_label_smoothing(tmp_path, fit_calls):
     with pytest.raises(Stop):
         run_finetune(_cfg(tmp_path, "smooth", "finetune.label_smoothing=0.3"))
     assert fit_calls[0]["args"][0].label_smoothing == 0.3
+
+
+def test_balanced_class_weights_come_from_the_training_labels(tmp_path, fit_calls):
+    fit_calls.stop = True
+    with pytest.raises(Stop):
+        run_finetune(_cfg(tmp_path, "weighted", "finetune.class_weights=balanced"))
+    task = fit_calls[0]["args"][0]
+    train = build_dataset(_cfg(tmp_path, "x").data, "train", train=True)  # data.subset applies
+    counts = torch.bincount(torch.tensor([int(train[i][1]) for i in range(len(train))]),
+                            minlength=10)  # the 64 digits of data.subset
+    k = int((counts > 0).sum())
+    torch.testing.assert_close(task.class_weights * counts,
+                               torch.full((10,), 64 / k).where(counts > 0, torch.tensor(0.)))
+    assert task.class_weights.std() > 0  # the subset is not balanced: the test can tell
+    with pytest.raises(Stop):
+        run_finetune(_cfg(tmp_path, "plain"))
+    assert fit_calls[1]["args"][0].class_weights is None
+
+
+def test_class_weights_are_refused_without_single_labels():
+    with pytest.raises(ConfigError, match=r"finetune\.class_weights"):
+        load_config("voc_seg", ["finetune.class_weights=balanced"])

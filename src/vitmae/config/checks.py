@@ -222,6 +222,8 @@ def _check_rest(cfg: Config) -> None:
     _check_continued(cfg.pretrain)
     need(cfg.finetune.head_lr_mult > 0, "finetune.head_lr_mult",
          f"must be > 0, got {cfg.finetune.head_lr_mult}")
+    need(cfg.finetune.class_weights == "none" or cfg.task == "classify",
+         "finetune.class_weights", f"weighs single-label classes; task={cfg.task} has none")
     for key, p in (("finetune.pretrained", cfg.finetune.pretrained),
                    ("pretrain.init", cfg.pretrain.init)):
         need(p is None or os.path.exists(p), key,  # False on any OSError

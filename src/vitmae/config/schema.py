@@ -181,6 +181,10 @@ class FinetuneConfig:
     linear_probe: bool = False  # freeze the encoder, train the head only
     head_lr_mult: float = 1.0  # lr multiplier of the task head (mmsegmentation's decode heads: 10)
     label_smoothing: float = 0.0  # of the cross-entropy loss (task=classify)
+    # task=classify: "balanced" weighs each class's cross-entropy by N / (k n_c), n_c its
+    # training items, k the classes present (scikit-learn's rule), so that a rare class
+    # (VesselMNIST3D's aneurysms) counts as much as a common one; "none": every item alike
+    class_weights: Literal["none", "balanced"] = "none"
     # also evaluate this split after every epoch, logged as <split>_<metric> in the epoch's
     # monitor record (vitmae.train.split_monitor): protocols that pick the epoch by
     # validation and report test there (MedMNIST: best val AUC) read both; None: off

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
+from vitmae.data.skip import SkipBad
 from vitmae.errors import ConfigError
 
 
@@ -30,14 +31,16 @@ def labelled_indices(targets: np.ndarray, fraction: float, seed: int) -> np.ndar
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
 
-def class_targets(ds: Dataset) -> np.ndarray:
-    """(N,) the class index of every item, read without loading an image; a ConfigError for
-    a data set that does not list them (multi-label, segmentation, ...)."""
+def class_targets(ds: Dataset, key: str = "data.labels_fraction") -> np.ndarray:
+    """(N,) the class index of every item, read without loading an image; a ConfigError
+    naming `key` for a data set that does not list them (multi-label, segmentation, ...)."""
+    if isinstance(ds, SkipBad):  # its attributes read through to the whole data set below
+        return class_targets(ds.dataset, key)
     if isinstance(ds, Subset):  # data.subset's first items
-        return class_targets(ds.dataset)[np.asarray(ds.indices)]
+        return class_targets(ds.dataset, key)[np.asarray(ds.indices)]
     if hasattr(ds, "targets") and np.ndim(ds.targets) == 1:  # in memory: digits, MNIST, CIFAR
         return np.asarray(ds.targets)
     if hasattr(ds, "samples"):  # image folders: (path, class index)
         return np.asarray([target for _, target in ds.samples], dtype=np.int64)
-    raise ConfigError(f"data.labels_fraction: needs a single-label classification data set "
+    raise ConfigError(f"{key}: needs a single-label classification data set "
                       f"that lists its labels; {type(ds).__name__} does not")

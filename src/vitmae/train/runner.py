@@ -20,11 +20,13 @@ import torch
 from vitmae import distributed as dist
 from vitmae.config import Config, need, to_dict
 from vitmae.data import build_dataset
+from vitmae.data.labelled import class_targets
 from vitmae.models import VisionTransformer, arch_name, build_finetune_model, build_mae
 from vitmae.runs.checkpoint import CheckpointError, latest_good_checkpoint
 from vitmae.runs.folder import RunDir
 from vitmae.runs.sinks import TensorBoardSink, require_tensorboard
 from vitmae.tasks import build_task
+from vitmae.tasks.classify import balanced_weights
 from vitmae.train.adversarial import AdversarialTask
 from vitmae.train.corruption_aug import CorruptionAugTask
 from vitmae.train.engine import fit
@@ -172,6 +174,17 @@ def robust_training(cfg: Config, task, ds, log=dist.say):
     return task
 
 
+def class_weights(cfg: Config, ds, log) -> torch.Tensor | None:
+    """finetune.class_weights=balanced: (K,) weights from the training split's labels."""
+    if cfg.finetune.class_weights == "none":
+        return None
+    w = balanced_weights(class_targets(ds, "finetune.class_weights"), ds.num_classes)
+    names = getattr(ds, "classes", None) or range(ds.num_classes)
+    log("class weights of the loss (balanced): " +
+        ", ".join(f"{n} {v:.3g}" for n, v in zip(names, w.tolist(), strict=True)))
+    return w
+
+
 def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
     """Fine-tune (or train from scratch) the encoder plus a head for cfg.task."""
     try:
@@ -199,7 +212,8 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
         optimizer = build_optimizer(groups, o, lr)
         task = build_task(cfg.task, num_classes=ds.num_classes,
                           classes=getattr(ds, "classes", None),
-                          label_smoothing=f.label_smoothing, aux_weight=cfg.model.seg_aux)
+                          label_smoothing=f.label_smoothing, aux_weight=cfg.model.seg_aux,
+                          class_weights=class_weights(cfg, ds, log))
         task = robust_training(cfg, task, ds, log)
         run, ckpt = open_run(cfg, "finetune", resume, log)
         run.record_data(cfg.data.dataset, ds)
