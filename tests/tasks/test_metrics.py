@@ -126,3 +126,47 @@ def test_multilabel_evaluator_reports_map_accuracies_and_baseline():
     assert r["per_label_acc"] == pytest.approx(11 / 12)  # one miss: image 2, label b
     assert r["exact_match"] == pytest.approx(3 / 4)
     assert r["baseline_per_label_acc"] == pytest.approx(8 / 12)
+
+
+def test_background_baseline_predicts_class_0_everywhere():
+    cm = torch.tensor([[3, 1, 0], [2, 3, 0], [0, 1, 1]])  # truth: 4, 5, 2 pixels
+    base = background_baseline(cm)
+    # all 11 pixels called class 0: class 0's IoU 4 / 11, the others 0
+    assert base["baseline_pixel_acc"] == pytest.approx(4 / 11)
+    assert base["baseline_miou"] == pytest.approx((4 / 11) / 3)
+
+
+def test_one_item_classes_and_one_pixel_matrices_count_in_full():
+    # a class with a single item, predicted right, has recall 1; one item gives top-1 1
+    m = classification_metrics(torch.tensor([[5, 1], [0, 1]]))
+    assert m["per_class"] == {"0": pytest.approx(5 / 6), "1": 1.0}
+    assert classification_metrics(torch.tensor([[1, 0], [0, 0]]))["top1"] == 1.0
+    assert segmentation_metrics(torch.tensor([[0, 0], [0, 1]]))["pixel_acc"] == 1.0
+
+
+def test_default_names_are_the_class_indices_and_wrong_name_lists_raise():
+    cm = torch.tensor([[2, 0, 1], [0, 1, 0], [1, 0, 3]])
+    assert list(classification_metrics(cm)["per_class"]) == ["0", "1", "2"]
+    assert list(segmentation_metrics(cm)["per_class_iou"]) == ["0", "1", "2"]
+    for names in (["a", "b"], ["a", "b", "c", "d"]):  # one name per class, no more, no less
+        with pytest.raises(ValueError):
+            classification_metrics(cm, names)
+        with pytest.raises(ValueError):
+            segmentation_metrics(cm, names)
+
+
+def test_the_first_label_past_the_classes_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"labels outside 0\.\.3 \(got 0\.\.4\)"):
+        confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 4]), K=4)
+
+
+def test_scores_at_both_ends_of_the_range_fall_in_their_own_bins():
+    # 0 and 1 exactly, and scores in the first and last bins of 10: every one in its own
+    # class's histogram, ordered as sklearn's average precision orders them
+    scores = torch.tensor([[1.0], [0.97], [0.93], [0.04], [0.0], [0.12]])
+    targets = torch.tensor([[1], [0], [1], [1], [0], [0]])
+    pos, neg = score_histograms(scores, targets, 10)
+    assert pos.tolist() == [[1, 0, 0, 0, 0, 0, 0, 0, 0, 2]]
+    assert neg.tolist() == [[1, 1, 0, 0, 0, 0, 0, 0, 0, 1]]
+    pos2, neg2 = score_histograms(torch.cat([scores, scores], 1), torch.cat([targets] * 2, 1), 10)
+    assert pos2.sum(1).tolist() == [3, 3] and neg2.sum(1).tolist() == [3, 3]
