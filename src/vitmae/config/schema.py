@@ -189,6 +189,10 @@ class FinetuneConfig:
     # monitor record (vitmae.train.split_monitor): protocols that pick the epoch by
     # validation and report test there (MedMNIST: best val AUC) read both; None: off
     test_split: str | None = None
+    # keep the weights of the epoch with the best validation value of this metric (higher is
+    # better: top1, auc, acc, miou, map, ...) in RUN/best, with best.json naming the epoch and
+    # its val and test figures (vitmae.train.best); None: only the last checkpoints are kept
+    best_by: str | None = None
     # Training against attacks and corruptions (vitmae.train.adversarial, .corruption_aug),
     # off by default: each costs clean accuracy and step time.
     # "fgsm": fast adversarial training, FGSM from a random start (Wong, Rice & Kolter 2020,

@@ -31,6 +31,7 @@ from vitmae.config import DataConfig, OptimConfig, RunConfig
 from vitmae.data.loader import batches_per_epoch, make_loader
 from vitmae.errors import ConfigError
 from vitmae.runs.folder import RunDir
+from vitmae.train.best import BEST, BestEpoch
 from vitmae.train.checkpointer import Checkpointer, Progress
 from vitmae.train.optim import lr_at, set_lr
 from vitmae.train.steps import DivergenceError, NonFiniteLoss, autocast, make_step
@@ -80,12 +81,16 @@ def run_evaluator(model: nn.Module, task, dataset, batch_size: int, device: torc
 def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float,
         optim_cfg: OptimConfig, train_set, val_set, data_cfg: DataConfig, run_cfg: RunConfig,
         run: RunDir, device: torch.device, config: dict, resume: Path | None = None,
-        log=print, monitors: Sequence[Callable[[nn.Module, int], dict]] = ()) -> dict:
-    """Train `model` on `task` for optim_cfg.epochs; returns the last evaluation's metrics."""
+        log=print, monitors: Sequence[Callable[[nn.Module, int], dict]] = (),
+        best_by: str | None = None) -> dict:
+    """Train `model` on `task` for optim_cfg.epochs; returns the last evaluation's metrics.
+    With `best_by`, the weights of the epoch with the best validation `best_by` are kept in
+    RUN/best (`vitmae.train.best`)."""
     B, accum = data_cfg.batch_size, optim_cfg.accum_iter
     n_batches = _whole_steps(train_set, B, accum)
     ckpt = Checkpointer(run, model, optimizer, config, run_cfg.keep_last)
     prog, meter = ckpt.resume(resume, log) if resume is not None else (Progress(), {})
+    best = BestEpoch(run, best_by) if best_by else None  # after resume: its records
     metrics, lr = {}, 0.0
     spent = 0.0  # training-loop seconds of earlier epochs since the last train record
     named: set[str] = set()  # files that data.skip_bad skipped, already named in the log
@@ -131,7 +136,13 @@ def fit(model: nn.Module, task, optimizer: torch.optim.Optimizer, base_lr: float
                                             or prog.epoch == optim_cfg.epochs):
                     metrics = _validate(model, task, val_set, prog, data_cfg, run_cfg, device,
                                         run, log, named)
-                _monitor(monitors, model, prog, device, run, log)
+                    if best is not None and best.validated(prog.epoch, prog.step, metrics,
+                                                           model):
+                        log(f"epoch {prog.epoch}: the best val {best_by} so far; weights kept "
+                            f"in {run.path / BEST}")
+                record = _monitor(monitors, model, prog, device, run, log)
+                if best is not None:
+                    best.monitored(prog.epoch, record)
                 ckpt.save(prog, meter)
     except NonFiniteLoss as e:
         raise DivergenceError(
@@ -186,12 +197,12 @@ def _validate(model: nn.Module, task, val_set, prog: Progress, data_cfg: DataCon
 
 
 def _monitor(monitors: Sequence[Callable[[nn.Module, int], dict]], model: nn.Module,
-             prog: Progress, device: torch.device, run: RunDir, log) -> None:
+             prog: Progress, device: torch.device, run: RunDir, log) -> dict:
     """Run the monitors on rank 0 (the other ranks wait at the checkpoint's barrier), in eval
     mode and under a forked RNG so that they never change the training; log what they return
-    as one record."""
+    as one record, and return it ({} on other ranks)."""
     if not monitors or not dist.is_main():
-        return
+        return {}
     rec: dict = {}
     was_training = model.training
     model.eval()
@@ -202,6 +213,7 @@ def _monitor(monitors: Sequence[Callable[[nn.Module, int], dict]], model: nn.Mod
     if rec:
         run.log({"epoch": prog.epoch, "step": prog.step, "split": "monitor", **rec})
         log(f"epoch {prog.epoch}: " + _summary(rec))
+    return rec
 
 
 def _report_skipped(dataset, split: str, prog: Progress, run: RunDir, log,

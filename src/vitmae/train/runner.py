@@ -226,7 +226,7 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
         with run:
             fit(model, task, optimizer, lr, o, p.train_set, p.val_set, cfg.data, cfg.run, run,
                 p.device, to_dict(cfg), resume=ckpt, log=log,
-                monitors=finetune_monitors(cfg, task, p.device))
+                monitors=finetune_monitors(cfg, task, p.device), best_by=f.best_by)
         return run.path
     finally:  # the process group of `setup`, also when training stops early
         dist.cleanup()
