@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 import vitmae.distributed
 from vitmae.config import DataConfig
@@ -126,6 +126,26 @@ def test_a_worker_process_loads_the_same_items_as_the_main_process():
     main = loaded(make_loader(ds, 4, train=True, seed=2, epoch=1))
     worker = loaded(make_loader(ds, 4, train=True, seed=2, epoch=1, num_workers=1))
     assert worker[1] == main[1] and torch.equal(worker[0], main[0])
+
+
+class WhereLoaded(Dataset):
+    """Item i is (whether a worker process loaded it, i)."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int):
+        return get_worker_info() is not None, i
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_loader_reads_in_this_process_unless_given_workers(train):
+    """num_workers=0, the default (data.num_workers's too), loads in the calling process, with
+    no process to start; num_workers=1 loads in a worker process."""
+    in_worker, _ = zip(*make_loader(WhereLoaded(), 4, train=train), strict=True)
+    assert not torch.cat(in_worker).any()
+    in_worker, _ = zip(*make_loader(WhereLoaded(), 4, train=train, num_workers=1), strict=True)
+    assert torch.cat(in_worker).all()
 
 
 @pytest.mark.parametrize(("n", "world", "batch"), [(48, 3, 4), (40, 2, 5)])
