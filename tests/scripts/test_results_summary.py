@@ -21,7 +21,10 @@ def test_every_record_is_complete_and_in_range():
     for r in records:
         assert FIELDS <= set(r), r["preset"]
         assert r["preset"] in presets, f"{r['preset']}: no such preset"
-        assert r["init"] in ("scratch", "mae", "imagenet21k", "imagenet21k+mae")
+        # imagenet21k+mae+distill: MAE continued from the ImageNet weights with the decoder
+        # warm-up, layer decay and feature distillation of docs/weights.md
+        assert r["init"] in ("scratch", "mae", "imagenet21k", "imagenet21k+mae",
+                             "imagenet21k+mae+distill")
         assert r["machine"] in ("cpu2", "gpu")
         assert 0 <= r["value"] <= 1 and 0 < r["labels_fraction"] <= 1
         assert r["baseline"] is None or 0 <= r["baseline"] <= 1
