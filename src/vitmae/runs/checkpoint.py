@@ -44,6 +44,11 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
+def cpu_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The (unwrapped) model's state dict as contiguous CPU tensors: what safetensors writes."""
+    return {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+
+
 def rng_state() -> dict:
     np_state = np.random.get_state()
     state = {
@@ -106,8 +111,7 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, state: dict,
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        weights = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
-        save_file(weights, str(tmp / "model.safetensors"))
+        save_file(cpu_weights(model), str(tmp / "model.safetensors"))
         torch.save(state, tmp / "state.pt")
         meta = {"step": step, "config": config,
                 "files": {n: {"size": (tmp / n).stat().st_size, "sha256": _sha256(tmp / n)}

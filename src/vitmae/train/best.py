@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from vitmae import distributed as dist
 from vitmae.errors import UsageError
-from vitmae.runs.checkpoint import unwrap
+from vitmae.runs.checkpoint import cpu_weights
 from vitmae.runs.folder import RunDir, metric_records
 
 BEST = "best"  # the folder under the run
@@ -66,8 +66,7 @@ class BestEpoch:
         self.record = {"epoch": epoch, "step": step, "by": self.by, **_figures(metrics, "val_")}
         if dist.is_main():
             self.folder.mkdir(exist_ok=True)
-            weights = {k: v.detach().contiguous().cpu()
-                       for k, v in unwrap(model).state_dict().items()}
+            weights = cpu_weights(model)
             _replace(self.folder / "model.safetensors",
                      lambda tmp: save_file(weights, str(tmp)))
             self._write()
