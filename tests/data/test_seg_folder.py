@@ -121,7 +121,7 @@ def test_empty_or_missing_folders_and_photos_without_masks_are_named(tmp_path):
         build_dataset(cfg(tmp_path), "train", True)
     (tmp_path / "train" / "images").mkdir(parents=True)
     (tmp_path / "train" / "masks").mkdir()
-    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'train' / 'images'}: no images"):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'train' / 'images'}: no photos"):
         build_dataset(cfg(tmp_path), "train", True)
     Image.new("RGB", (4, 4)).save(tmp_path / "train" / "images" / "lone.jpg")
     with pytest.raises(FileNotFoundError, match=r"1 of 1 photos .* have no mask .*lone\.png"):

@@ -161,7 +161,7 @@ def test_every_parameter_of_the_3d_resnet_gets_a_gradient(resnet3d):
 
 
 @pytest.mark.parametrize("override,key,msg", [
-    ("task=segment", "task", "3-D segmentation is not there yet"),
+    ("task=segment", "task", "3-D segmentation needs the ViT"),
     ("finetune.optim.layer_decay=0.75", "finetune.optim.layer_decay", "needs 1.0"),
     ("model.patch_size=4", "model.patch_size", "a ViT size"),
     ("finetune.pretrained=.", "finetune.pretrained", "trains from scratch"),

@@ -37,7 +37,19 @@ TABLE = [  # (override, the key the error must name)
     ("run.eval_interval=0", "run.eval_interval"),
     ("run.threads=0", "run.threads"),
     ("run.keep_last=0", "run.keep_last"),
+    ("data.volume.spacing=[1.0, 0.0, 1.0]", "data.volume.spacing"),
+    ("data.volume.spacing=[1.0, 1.0]", "data.volume.spacing"),
+    ("data.volume.intensity_range=[250, -175]", "data.volume.intensity_range"),
+    ("data.volume.foreground_crop=1.5", "data.volume.foreground_crop"),
+    ("data.volume.overlap=1.0", "data.volume.overlap"),
 ]
+
+
+def test_3d_segmentation_has_the_linear_head_only():
+    cfg = load_config("volume_seg_folder", [])  # the preset itself is valid
+    assert (cfg.task, cfg.model.spatial_dims, cfg.model.seg_head) == ("segment", 3, "linear")
+    with pytest.raises(ConfigError, match=r"model\.seg_head: the 3-D segmenter"):
+        load_config("volume_seg_folder", ["model.seg_head=pup"])
 
 
 @pytest.mark.parametrize("override, key", TABLE)

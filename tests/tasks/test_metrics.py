@@ -10,6 +10,8 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     balanced_accuracy_score,
+    f1_score,
+    jaccard_score,
     precision_score,
     recall_score,
 )
@@ -44,6 +46,27 @@ def test_segmentation_metrics_by_hand_with_void():
     # everything class 0: bg IoU 2/6, a and b 0 -> mIoU over the three present classes
     assert base["baseline_pixel_acc"] == pytest.approx(2 / 6)
     assert base["baseline_miou"] == pytest.approx((2 / 6) / 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dice_and_iou_per_class_match_sklearns_f1_and_jaccard(seed):
+    # Dice is each class's F1 over the pixels, IoU its Jaccard index; a class that occurs in
+    # neither truth nor prediction is NaN and left out of both means
+    rng = np.random.default_rng(seed)
+    K, N = 5, 4000
+    target = rng.choice(K - 1, N, p=[0.7, 0.2, 0.07, 0.03])  # class 4 never occurs
+    pred = np.where(rng.random(N) < 0.7, target, rng.choice(K - 1, N))
+    m = segmentation_metrics(confusion_matrix(torch.from_numpy(pred), torch.from_numpy(target),
+                                              K))
+    dice, iou = list(m["per_class_dice"].values()), list(m["per_class_iou"].values())
+    labels = range(K - 1)
+    np.testing.assert_allclose(dice[:-1], f1_score(target, pred, average=None, labels=labels),
+                               atol=1e-12)
+    np.testing.assert_allclose(iou[:-1], jaccard_score(target, pred, average=None,
+                                                       labels=labels), atol=1e-12)
+    assert math.isnan(dice[-1]) and math.isnan(iou[-1])
+    assert m["mdice"] == pytest.approx(f1_score(target, pred, average="macro", labels=labels))
+    assert m["mdice"] > m["miou"]  # 2t / (1 + t) > t for each class with 0 < t < 1
 
 
 def test_void_never_counts_and_labels_out_of_range_raise():

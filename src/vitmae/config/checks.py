@@ -91,6 +91,7 @@ def validate(cfg: Config) -> None:
     if cfg.model.spatial_dims == 3:
         _check_volumes(cfg)
     _check_rest(cfg)
+    _check_volume_data(cfg.data.volume)
     _check_robust_training(cfg)
 
 
@@ -155,9 +156,9 @@ def _check_volumes(cfg: Config) -> None:
         need(m.arch in CNN_3D, "model.arch",
              f"{m.arch} has no 3-D version for {vol} (3-D CNNs: {', '.join(CNN_3D)})")
         return
-    need(cfg.task in ("classify", "multilabel"), "task",
-         f"{vol} are classified (classify, multilabel); 3-D segmentation is not there yet, "
-         f"got {cfg.task!r}")
+    need(cfg.task != "segment" or m.seg_head == "linear", "model.seg_head",
+         f"the 3-D segmenter of {vol} has the linear head (per-token logits, trilinear "
+         f"upsampling); got {m.seg_head!r}")
     need(m.stem == "patch", "model.stem", f"{vol} have cubic patches, no conv stem")
     need(not m.rope, "model.rope", f"the rotary table is 2-D; {vol} use the 3-D sin-cos table")
     need(cfg.pretrain.recon_every == 0, "pretrain.recon_every",
@@ -171,11 +172,23 @@ def _check_volumes(cfg: Config) -> None:
              f"each sin and cos: must be divisible by 6, got {value}")
 
 
+def _check_volume_data(v) -> None:
+    """data.volume: the reading and cutting of a user's scans."""
+    r = v.intensity_range
+    need(r is None or (len(r) == 2 and r[0] < r[1]), "data.volume.intensity_range",
+         f"expected [lo, hi] with lo < hi, got {r}")
+    need(v.spacing is None or (len(v.spacing) == 3 and all(s > 0 for s in v.spacing)),
+         "data.volume.spacing", f"expected three voxel sizes > 0 (one per axis), got {v.spacing}")
+    need(0.0 <= v.foreground_crop <= 1.0, "data.volume.foreground_crop",
+         f"must be in [0, 1], got {v.foreground_crop}")
+    need(0.0 <= v.overlap < 1.0, "data.volume.overlap", f"must be in [0, 1), got {v.overlap}")
+
+
 def _check_cnn(cfg: Config) -> None:
     """What a CNN baseline cannot do: each ViT-only option refused, naming its key."""
     m, f, arch = cfg.model, cfg.finetune, f"model.arch={cfg.model.arch}"
     seg = "segmentation needs a ViT" if m.spatial_dims == 2 else \
-        "3-D segmentation is not there yet"
+        "3-D segmentation needs the ViT (its linear head)"
     need(cfg.task in ("classify", "multilabel"), "task",
          f"{arch} classifies (classify, multilabel); {seg}, got {cfg.task!r}")
     need(f.optim.layer_decay == 1.0, "finetune.optim.layer_decay",

@@ -67,7 +67,8 @@ class ModelConfig:
     seg_aux: float = 0.0  # > 0: an auxiliary linear head on a middle block, its loss weight
     # 3: volumes (B, C, D, H, W), e.g. data.dataset=medmnist3d or volume_folder: cubic
     # patches of patch_size**3 voxels, a 3-D sin-cos table (embed_dim and decoder_embed_dim
-    # divisible by 6), the same blocks; classify and multilabel (vitmae.models.patch3d).
+    # divisible by 6), the same blocks; classify, multilabel and segment (seg_head linear;
+    # vitmae.models.patch3d).
     # With a CNN model.arch: its 3-D version (vitmae.variants.CNN_3D)
     spatial_dims: Literal[2, 3] = 2
 
@@ -86,6 +87,26 @@ class Medmnist3dConfig:
 
     name: Literal["adrenal", "vessel"] = "adrenal"  # AdrenalMNIST3D or VesselMNIST3D
     size: Literal[28, 64] = 28  # which official file: 28^3 or 64^3 voxels (adrenal has both)
+
+
+@dataclass
+class VolumeConfig:
+    """How a user's scans are read (volume_folder, volume_seg_folder) and, for segmentation,
+    cut into the model's cubes (vitmae.data.volume_seg_items)."""
+
+    # [lo, hi]: voxels clipped to this range, then scaled to [0, 1] (a CT window in Hounsfield
+    # units, e.g. [-175, 250] for abdominal organs); None: each volume's own min-max
+    intensity_range: list[float] | None = None
+    # volume_seg_folder: voxel size (one per array axis, in the NIfTI header's units, mm) that
+    # every NIfTI scan and its mask are resampled to (trilinear / nearest); None: as stored.
+    # .npy files have no header: they are taken to be at this spacing already
+    spacing: list[float] | None = None
+    # volume_seg_folder training: the share of random data.img_size^3 crops centred on a
+    # voxel of a class other than 0 (as MONAI's RandCropByPosNegLabel), the rest uniform
+    foreground_crop: float = 0.5
+    # volume_seg_folder evaluation and `vitmae predict`: whole scans are segmented by cubes
+    # overlapping by this fraction of their side, the logits of overlapping cubes averaged
+    overlap: float = 0.5
 
 
 @dataclass
@@ -123,6 +144,8 @@ class DataConfig:
     mnist_seg: MnistSegConfig = field(default_factory=MnistSegConfig)
     # the options of the medmnist3d data set
     medmnist3d: Medmnist3dConfig = field(default_factory=Medmnist3dConfig)
+    # the options of a user's scans (volume_folder, volume_seg_folder)
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from vitmae.data import (  # noqa: F401  (register)
     seg_folder,
     voc,
     volume_folder,
+    volume_seg_folder,
 )
 from vitmae.data.registry import DATASETS, build_dataset, register_dataset
 from vitmae.data.root import data_root

@@ -28,36 +28,45 @@ from vitmae.data.seg_items import SegmentationItems
 from vitmae.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
-def pair_files(split_dir: Path, skip_bad: bool) -> tuple[list[Path], list[Path]]:
-    """-> photo paths and their mask paths (`masks/<stem>.png`), sorted by name."""
+def photo_files(images_dir: Path) -> list[Path]:
+    return [p for p in images_dir.iterdir() if p.suffix.lower() in IMG_EXTENSIONS and p.is_file()]
+
+
+def png_mask(masks_dir: Path, stem: str) -> Path:
+    return masks_dir / f"{stem}.png"
+
+
+def pair_files(split_dir: Path, skip_bad: bool, list_items=photo_files, stem_of=lambda p: p.stem,
+               mask_of=png_mask, layout: str = "images/*.jpg and .../masks/*.png",
+               kind: str = "photos") -> tuple[list[Path], list[Path]]:
+    """-> the split's items (`images/`, as `list_items` finds them) and their masks (`masks/`,
+    as `mask_of(masks_dir, stem)` names them), sorted by name. The defaults are photos with
+    `masks/<stem>.png` (seg_folder); volume_seg_folder passes its own."""
     images_dir, masks_dir = split_dir / "images", split_dir / "masks"
     if not images_dir.is_dir() or not masks_dir.is_dir():
-        raise missing_data_error(f"seg_folder split '{split_dir.name}' (layout <root>/"
-                                 f"{split_dir.name}/images/*.jpg and .../masks/*.png)",
-                                 [images_dir, masks_dir], download=False)
-    images = sorted(p for p in images_dir.iterdir()
-                    if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
+        raise missing_data_error(f"split '{split_dir.name}' (layout <root>/{split_dir.name}/"
+                                 f"{layout})", [images_dir, masks_dir], download=False)
+    images = sorted(list_items(images_dir))
     if not images:
-        raise FileNotFoundError(f"{images_dir}: no images (expected "
-                                f"*{'|'.join(IMG_EXTENSIONS)})")
+        raise FileNotFoundError(f"{images_dir}: no {kind} (expected {layout.split(' ')[0]})")
     stems: dict[str, Path] = {}
     for p in images:
-        if p.stem in stems:
-            raise BadDataError(f"{stems[p.stem]} and {p}: two photos for one mask name")
-        stems[p.stem] = p
-    masks = [masks_dir / f"{p.stem}.png" for p in images]
+        if stem_of(p) in stems:
+            raise BadDataError(f"{stems[stem_of(p)]} and {p}: two {kind} for one mask name")
+        stems[stem_of(p)] = p
+    masks = [mask_of(masks_dir, stem_of(p)) for p in images]
     missing = [m for m in masks if not m.is_file()]
     if missing and not skip_bad:
         raise FileNotFoundError(
-            f"{len(missing)} of {len(images)} photos in {images_dir} have no mask in "
+            f"{len(missing)} of {len(images)} {kind} in {images_dir} have no mask in "
             f"{masks_dir} (first: {', '.join(m.name for m in missing[:5])}); pass "
             f"data.skip_bad=true to skip them, or run `vitmae check-data` to list them all")
     return images, masks
 
 
-def read_classes(root: Path, train_masks: list[Path]) -> list[str]:
+def read_classes(root: Path, train_masks: list[Path], read_mask=read_mask_array) -> list[str]:
     """The lines of `<root>/classes.txt`, else '0'..'m' for the largest label m of the
-    training masks."""
+    training masks (each read by `read_mask`)."""
     names_file = root / "classes.txt"
     if names_file.is_file():
         names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
@@ -68,7 +77,7 @@ def read_classes(root: Path, train_masks: list[Path]) -> list[str]:
     largest = 0
     for path in train_masks:
         try:
-            values = read_mask_array(path)
+            values = read_mask(path)
         except BadDataError:  # reported, naming the file, when the item is read
             continue
         largest = max(largest, int(values[values != VOID].max(initial=0)))
@@ -79,19 +88,18 @@ def read_classes(root: Path, train_masks: list[Path]) -> list[str]:
 
 
 class SegFolder(Dataset):
-    """Items: those of `SegmentationItems`; `ids` are the file names without suffix."""
+    """Items: `items(photo, mask)` of each file pair (`SegmentationItems`, or
+    `VolumeSegItems` for scans); `ids` are the file names without suffix."""
 
     in_chans = 3
 
     def __init__(self, images: list[Path], masks: list[Path], classes: list[str],
-                 img_size: int, train: bool, stats: tuple[tuple, tuple]):
-        self.image_paths, self.mask_paths = images, masks
-        self.ids = [p.stem for p in images]
+                 stats: tuple[tuple, tuple], items, ids: list[str]):
+        self.image_paths, self.mask_paths, self.ids = images, masks, ids
         self.classes, self.num_classes = classes, len(classes)
         self.mean, self.std = stats
-        self.items = SegmentationItems(self.num_classes, img_size, self.mean, self.std, train,
-                                       masks)
-        self.pad_to = getattr(self.items, "pad_to", None)  # evaluation: (Hm, Wm)
+        self.items = items
+        self.pad_to = getattr(items, "pad_to", None)  # evaluation: (Hm, Wm)
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -103,14 +111,22 @@ class SegFolder(Dataset):
         return self.items(*self.files(i))
 
 
-@register_dataset("seg_folder")
-def build_seg_folder(cfg: DataConfig, split: str, train: bool) -> SegFolder:
+def paired_split(cfg: DataConfig, split: str, pair=pair_files, read_mask=read_mask_array
+                 ) -> tuple[list[Path], list[Path], list[str]]:
+    """-> the split's files and masks (as `pair` finds them) and the class names (classes.txt,
+    else read from the training split's masks)."""
     root = data_root(cfg)
-    images, masks = pair_files(root / split, cfg.skip_bad)
+    images, masks = pair(root / split, cfg.skip_bad)
     if split == cfg.train_split or (root / "classes.txt").is_file():
         train_masks = masks
     else:
-        train_masks = pair_files(root / cfg.train_split, skip_bad=True)[1]
-    classes = read_classes(root, train_masks)
-    return SegFolder(images, masks, classes, cfg.img_size, train,
-                     norm_stats(cfg, IMAGENET_MEAN, IMAGENET_STD))
+        train_masks = pair(root / cfg.train_split, skip_bad=True)[1]
+    return images, masks, read_classes(root, train_masks, read_mask)
+
+
+@register_dataset("seg_folder")
+def build_seg_folder(cfg: DataConfig, split: str, train: bool) -> SegFolder:
+    images, masks, classes = paired_split(cfg, split)
+    mean, std = norm_stats(cfg, IMAGENET_MEAN, IMAGENET_STD)
+    items = SegmentationItems(len(classes), cfg.img_size, mean, std, train, masks)
+    return SegFolder(images, masks, classes, (mean, std), items, [p.stem for p in images])

@@ -3,8 +3,9 @@
 `read_volume(path)` -> a (D, H, W) array in the file's dtype. A trailing axis of size 1
 (NIfTI's (X, Y, Z, 1)) is dropped; any other shape, an empty or non-finite volume, or a
 file that cannot be read raises a `BadVolumeError` naming the file (skipped under
-`data.skip_bad`, listed by `vitmae check-data`). NIfTI voxel spacing and orientation are not
-used: the array is taken in its stored axis order.
+`data.skip_bad`, listed by `vitmae check-data`). The array is taken in its stored axis order
+(NIfTI orientation is not applied); `read_spacing` gives a NIfTI file's voxel size per axis
+(its header's zooms), `stored_shape` a file's shape without reading its voxels.
 """
 
 from __future__ import annotations
@@ -52,6 +53,35 @@ def read_volume(path: str | Path) -> np.ndarray:
     if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
         raise BadVolumeError(f"{path}: the volume has NaN or infinite voxels", path)
     return a
+
+
+def read_spacing(path: str | Path) -> tuple[float, float, float] | None:
+    """The voxel size per array axis from a NIfTI header (its units, usually mm); None for
+    .npy files, which have no header."""
+    path = Path(path)
+    if path.name.lower().endswith(".npy"):
+        return None
+    try:
+        zooms = _nibabel().load(path).header.get_zooms()
+    except Exception as e:  # as read_volume: a damaged header is named
+        raise BadVolumeError(f"cannot read the NIfTI header of {path}: {type(e).__name__}: "
+                             f"{e}", path) from e
+    if len(zooms) < 3 or not all(z > 0 for z in zooms[:3]):
+        raise BadVolumeError(f"{path}: voxel sizes {tuple(zooms)} in the header; expected "
+                             f"three sizes > 0", path)
+    return tuple(float(z) for z in zooms[:3])
+
+
+def stored_shape(path: str | Path) -> tuple[int, ...] | None:
+    """A volume file's array shape from its header alone (None if it cannot be read: the
+    item that reads it names the file)."""
+    path = Path(path)
+    try:
+        if path.name.lower().endswith(".npy"):
+            return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+        return tuple(_nibabel().load(path).shape)
+    except Exception:  # reported, naming the file, when the item is read
+        return None
 
 
 def _nibabel():

@@ -17,9 +17,20 @@ import torch
 import torch.nn.functional as F
 
 
-def to_unit(vol: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(D, H, W) any dtype -> float32 in [0, 1]: uint8 / 255, else min-max of the volume."""
+def intensity_range(volume_cfg) -> tuple[float, float] | None:
+    """data.volume.intensity_range as a (lo, hi) pair, or None."""
+    r = volume_cfg.intensity_range
+    return (float(r[0]), float(r[1])) if r else None
+
+
+def to_unit(vol: np.ndarray | torch.Tensor,
+            intensity_range: tuple[float, float] | None = None) -> torch.Tensor:
+    """(D, H, W) any dtype -> float32 in [0, 1]: clipped to `intensity_range` and scaled when
+    given (a CT window), else uint8 / 255, else min-max of the volume."""
     v = torch.as_tensor(np.asarray(vol))
+    if intensity_range is not None:
+        lo, hi = intensity_range
+        return ((v.double().clamp(lo, hi) - lo) / (hi - lo)).float()
     if v.dtype == torch.uint8:
         return v.float() / 255
     v = v.double()
@@ -42,14 +53,15 @@ class VolumeTransform:
     """(D, H, W) array -> (1, S, S, S) float32 normalised by (mean, std); `train` augments."""
 
     def __init__(self, img_size: int, mean: tuple, std: tuple, train: bool,
-                 shift: float = 0.1, jitter: float = 0.1):
-        self.size, self.train = img_size, train
+                 shift: float = 0.1, jitter: float = 0.1,
+                 intensity_range: tuple[float, float] | None = None):
+        self.size, self.train, self.intensity_range = img_size, train, intensity_range
         self.mean, self.std = float(mean[0]), float(std[0])
         self.max_shift, self.jitter = round(shift * img_size), jitter
 
     def __call__(self, vol: np.ndarray | torch.Tensor) -> torch.Tensor:
         """vol: (D, H, W), or (1, D, H, W) as a tensor data set's items -> (1, S, S, S)."""
-        v = to_unit(vol).reshape(1, *vol.shape[-3:])  # (1, D, H, W)
+        v = to_unit(vol, self.intensity_range).reshape(1, *vol.shape[-3:])  # (1, D, H, W)
         if tuple(v.shape[1:]) != (self.size,) * 3:
             v = F.interpolate(v[None], size=(self.size,) * 3, mode="trilinear",
                               align_corners=False)[0]  # (1, S, S, S)

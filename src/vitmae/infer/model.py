@@ -99,7 +99,7 @@ def _open_run(path: Path, log) -> InferenceModel:
     info = read_data_info(run) or _data_info_from_dataset(cfg, run, log)
     C = info["in_chans"]
     pre = for_dataset(info["dataset"], cfg.data.img_size, C, info["mean"], info["std"],
-                      cfg.model.spatial_dims)
+                      cfg.model.spatial_dims, cfg.data.volume, cfg.task)
     if is_mae(state):  # an MAE run: its encoder
         encoder = build_vit(cfg.model, cfg.data.img_size, C, num_classes=0)
         encoder.load_state_dict(encoder_state(state), strict=True)

@@ -8,7 +8,8 @@
   before the argmax, as `vitmae evaluate` does) as a VOC palette PNG `<name>.png` under the
   output folder, the image with every class but 0 (background) coloured over it as
   `<name>.overlay.png`, and `{"path", "mask", "overlay", "classes": [{"index", "class",
-  "fraction"}]}` with the share of the image's pixels in each class present.
+  "fraction"}]}` with the share of the image's pixels in each class present; scans of a 3-D
+  segmentation run: `vitmae.infer.predict_volumes`.
 Names under the output folder keep the images' paths relative to the folder that holds them all.
 """
 
@@ -27,6 +28,7 @@ from vitmae.data.palette import save_palette_png, voc_palette
 from vitmae.errors import UsageError
 from vitmae.infer.image_files import image_batches
 from vitmae.infer.model import FEATURES, InferenceModel
+from vitmae.infer.predict_volumes import predict_scans, volume_mask_name
 from vitmae.tasks.segment import label_map
 
 
@@ -41,6 +43,16 @@ def run_predict(model: InferenceModel, paths: Sequence[Path], out: str | Path | 
     if topk < 1:
         raise UsageError(f"--topk: must be at least 1, got {topk}")
     names = None
+    if model.task == "segment" and model.preprocess.resize == "window":  # whole scans
+        if out is None:
+            raise UsageError("segmentation: --out DIR is needed for the masks")
+        names = mask_paths(paths, Path(out), volume_mask_name, companion=None)
+        failed_scans: list[tuple[Path, str]] = []
+        done = 0
+        for record in predict_scans(model, paths, names, failed_scans):
+            emit(json.dumps(record))
+            done += 1
+        return done, failed_scans
     if model.task == "segment":
         if out is None:
             raise UsageError("segmentation: --out DIR is needed for the masks and overlays")
@@ -81,13 +93,23 @@ def labels_above(model: InferenceModel, scores: torch.Tensor, threshold: float) 
             for i in order if scores[i] >= threshold]
 
 
-def mask_paths(paths: Sequence[Path], out: Path) -> dict[Path, Path]:
-    """Each image -> `out/<its path relative to the images' common folder>.png`; ValueError
-    when two images would share a name or a mask would overwrite an input."""
+def png_name(rel: Path) -> Path:
+    return rel.with_suffix(".png")
+
+
+def overlay_path(mask_path: Path) -> Path:
+    return mask_path.with_suffix(".overlay.png")
+
+
+def mask_paths(paths: Sequence[Path], out: Path, rename=png_name,
+               companion=overlay_path) -> dict[Path, Path]:
+    """Each image -> `out/<its path relative to the images' common folder>.png` (as `rename`
+    says); UsageError when two images would share a name or a mask (or its `companion`
+    file, the overlay) would overwrite an input."""
     if not paths:
         return {}
     base = Path(os.path.commonpath([p.resolve().parent for p in paths]))
-    names = {p: out / p.resolve().relative_to(base).with_suffix(".png") for p in paths}
+    names = {p: out / rename(p.resolve().relative_to(base)) for p in paths}
     by_name: dict[Path, list[Path]] = {}
     for p, name in names.items():
         by_name.setdefault(name, []).append(p)
@@ -97,15 +119,11 @@ def mask_paths(paths: Sequence[Path], out: Path) -> dict[Path, Path]:
                          f"{names[clash[0]]}; predict them into separate --out folders")
     inputs = {p.resolve() for p in paths}
     hit = [n for n in names.values() if n.resolve() in inputs or
-           overlay_path(n).resolve() in inputs]
+           (companion is not None and companion(n).resolve() in inputs)]
     if hit:
         raise UsageError(f"--out {out}: the masks would overwrite input images (e.g. {hit[0]}); "
                          f"choose another folder")
     return names
-
-
-def overlay_path(mask_path: Path) -> Path:
-    return mask_path.with_suffix(".overlay.png")
 
 
 def overlay(image: Image.Image, mask: torch.Tensor, alpha: float = 0.5) -> Image.Image:

@@ -8,7 +8,9 @@ A plain weights file (timm, HuggingFace, MAE) gets timm's ImageNet evaluation: t
 side to S / crop_pct (bicubic, with Pillow; crop_pct 0.875), then the centre S x S. A run
 on volumes (`spatial_dims=3`) reads `.npy` / NIfTI files and uses its data sets' evaluation
 transform (`vitmae.data.volume_transforms.VolumeTransform`: to [0, 1], trilinear resize to
-S^3, normalised). The spec is plain data, so that an ONNX file carries it in its metadata.
+S^3, normalised); a 3-D segmentation run keeps each scan whole ("window": resampled to the
+run's voxel spacing, segmented by overlapping S^3 cubes, `vitmae.infer.predict_volumes`).
+The spec is plain data, so that an ONNX file carries it in its metadata.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ class Preprocess:
     # before it becomes a tensor (timm's evaluation transform)
     resize_with: str = "torch"
     spatial_dims: int = 2  # 3: the model's input is a volume (1, S, S, S)
+    # volumes: [lo, hi] clipped and scaled to [0, 1] (data.volume.intensity_range); None:
+    # each volume's min-max
+    intensity_range: tuple[float, float] | None = None
+    # resize "window" (3-D segmentation): the voxel size scans are resampled to
+    # (data.volume.spacing; None: as stored), and the overlap of the S^3 cubes
+    spacing: tuple[float, float, float] | None = None
+    overlap: float = 0.5
 
     def __post_init__(self):
         if self.spatial_dims not in (2, 3):
@@ -53,13 +62,19 @@ class Preprocess:
             raise UsageError(f"volumes have 1 channel, got in_chans={self.in_chans}")
         if self.in_chans not in MODES:
             raise UsageError(f"images of {self.in_chans} channels: only 1 (grey) or 3 (RGB)")
-        if self.resize not in ("squash", "crop"):
-            raise UsageError(f"resize: expected 'squash' or 'crop', got {self.resize!r}")
+        if self.resize not in ("squash", "crop", "window"):
+            raise UsageError(f"resize: expected 'squash', 'crop' or 'window', got "
+                             f"{self.resize!r}")
+        if self.resize == "window" and self.spatial_dims != 3:
+            raise UsageError("resize 'window' (overlapping cubes) is for volumes")
         if self.resize_with not in ("torch", "pil"):
             raise UsageError(f"resize_with: expected 'torch' or 'pil', got {self.resize_with!r}")
         if not 0.0 < self.crop_pct <= 1.0:
             raise UsageError(f"crop_pct: must be in (0, 1], got {self.crop_pct}")
         self.mean, self.std = tuple(self.mean), tuple(self.std)
+        for key in ("intensity_range", "spacing"):  # lists when read back from JSON
+            if getattr(self, key) is not None:
+                setattr(self, key, tuple(float(v) for v in getattr(self, key)))
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             raise UsageError(f"mean {list(self.mean)}, std {list(self.std)}: expected "
                              f"{self.in_chans} values each, one per channel")
@@ -70,7 +85,8 @@ class Preprocess:
         if self.spatial_dims == 3:
             if self.resize == "crop":
                 raise UsageError("a volume is resized whole to S^3: no centre crop (crop_pct)")
-            return VolumeTransform(S, self.mean, self.std, train=False)
+            return VolumeTransform(S, self.mean, self.std, train=False,
+                                   intensity_range=self.intensity_range)
         mode = v2.InterpolationMode(self.interpolation)
         if self.resize == "squash":
             size = [v2.Resize((S, S), interpolation=mode, antialias=True)]
@@ -113,11 +129,17 @@ class Preprocess:
 
 
 def for_dataset(dataset: str, img_size: int, in_chans: int, mean, std,
-                spatial_dims: int = 2) -> Preprocess:
-    """The evaluation transform of a run trained on `dataset` (of volumes: spatial_dims=3)."""
-    resize = "crop" if dataset in CROP_DATASETS and spatial_dims == 2 else "squash"
-    return Preprocess(img_size, in_chans, tuple(mean), tuple(std), resize,
-                      spatial_dims=spatial_dims)
+                spatial_dims: int = 2, volume_cfg=None, task: str = "classify") -> Preprocess:
+    """The evaluation transform of a run trained on `dataset` (of volumes: spatial_dims=3,
+    read as `volume_cfg` = its data.volume says)."""
+    if spatial_dims == 2:
+        resize = "crop" if dataset in CROP_DATASETS else "squash"
+        return Preprocess(img_size, in_chans, tuple(mean), tuple(std), resize)
+    v = volume_cfg
+    return Preprocess(img_size, in_chans, tuple(mean), tuple(std),
+                      "window" if task == "segment" else "squash", spatial_dims=3,
+                      intensity_range=v.intensity_range if v else None,
+                      spacing=v.spacing if v else None, overlap=v.overlap if v else 0.5)
 
 
 def for_weights(img_size: int, in_chans: int, mean, std,

@@ -23,8 +23,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def tokens_to_grid(tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """(B, L, D) -> (B, D, h, w), patches row-major (as PatchEmbed flattens them)."""
+def tokens_to_grid(tokens: torch.Tensor, hw: tuple[int, ...]) -> torch.Tensor:
+    """(B, L, D) -> (B, D, h, w), or (B, D, d, h, w) for a 3-D grid `hw` = (d, h, w); patches
+    in raster order (as PatchEmbed and PatchEmbed3d flatten them)."""
     B, L, D = tokens.shape
     return tokens.transpose(1, 2).reshape(B, D, *hw)  # (B, D, h, w)
 
@@ -40,18 +41,21 @@ def level_indices(depth: int, levels: int) -> list[int]:
 
 class LinearHead(nn.Module):
     """Segmenter's linear decoder on the patch tokens of block `index` (as a main head: the
-    last block, normalised)."""
+    last block, normalised). On volumes (a (d, h, w) grid) the logits are upsampled
+    trilinearly to (D, H, W)."""
 
     def __init__(self, embed_dim: int, num_classes: int, index: int):
         super().__init__()
         self.indices = [index]
         self.proj = nn.Linear(embed_dim, num_classes)
 
-    def forward(self, feats: list[torch.Tensor], hw: tuple[int, int],
+    def forward(self, feats: list[torch.Tensor], hw: tuple[int, ...],
                 imgs: torch.Tensor) -> torch.Tensor:
-        """feats: [(B, L, D)], imgs (B, C, H, W) (only its size is used) -> (B, K, H, W)."""
+        """feats: [(B, L, D)], imgs (B, C, H, W) (only its size is used) -> (B, K, H, W);
+        volumes: imgs (B, C, D, H, W) -> (B, K, D, H, W)."""
         logits = tokens_to_grid(self.proj(feats[0]), hw)  # (B, L, K) -> (B, K, h, w)
-        return F.interpolate(logits, size=imgs.shape[-2:], mode="bilinear", align_corners=False)
+        mode = "trilinear" if len(hw) == 3 else "bilinear"
+        return F.interpolate(logits, size=imgs.shape[2:], mode=mode, align_corners=False)
 
 
 def conv_norm_act(c_in: int, c_out: int) -> nn.Sequential:

@@ -67,6 +67,9 @@ def run_robustness(cfg: Config, checkpoint: str | Path, opts: Options,
                    log=print) -> tuple[dict, list[dict]]:
     """Measure and record; -> (the summary: clean, corruption mean, per-severity and
     per-corruption means, each attack; the records). Each record is logged as it comes."""
+    if cfg.model.spatial_dims == 3:
+        raise UsageError(f"{checkpoint}: a run on volumes; the corruptions and attacks here "
+                         f"are of 2-D images")
     state = read_weights(checkpoint)
     if is_mae(state):
         raise UsageError(f"{checkpoint}: an MAE pretraining run has no {cfg.task} head; "

@@ -35,23 +35,28 @@ def classification_metrics(cm: torch.Tensor, classes: list[str] | None = None) -
 
 
 def segmentation_metrics(cm: torch.Tensor, classes: list[str] | None = None) -> dict:
-    """mIoU, per-class IoU, pixel and mean class accuracy from a (K, K) pixel confusion matrix.
+    """mIoU, per-class IoU, mean and per-class Dice (2 TP / (truth + prediction), the F1 of
+    each class's pixels, the medical standard), pixel and mean class accuracy from a (K, K)
+    pixel confusion matrix.
 
     Void pixels are already left out of `cm` (`confusion_matrix(..., ignore_index=255)`).
-    Classes absent from both truth and prediction (IoU 0/0) are left out of the mean, as in
-    mmsegmentation; their per-class IoU is reported as NaN.
+    Classes absent from both truth and prediction (IoU 0/0) are left out of the means, as in
+    mmsegmentation; their per-class IoU and Dice are reported as NaN.
     """
     cm = cm.double()
     tp = cm.diag()
     truth, pred = cm.sum(1), cm.sum(0)  # (K,) pixels per true class, per predicted class
     union = truth + pred - tp
     iou = tp / union  # NaN where the class never occurs
+    dice = 2 * tp / (truth + pred)
     acc = tp / truth
     names = classes or [str(i) for i in range(cm.shape[0])]
     return {"miou": iou.nanmean().item(),
             "pixel_acc": (tp.sum() / cm.sum().clamp(min=1)).item(),
             "mean_class_acc": acc.nanmean().item(),
-            "per_class_iou": dict(zip(names, iou.tolist(), strict=True))}
+            "per_class_iou": dict(zip(names, iou.tolist(), strict=True)),
+            "mdice": dice.nanmean().item(),
+            "per_class_dice": dict(zip(names, dice.tolist(), strict=True))}
 
 
 def background_baseline(cm: torch.Tensor) -> dict:

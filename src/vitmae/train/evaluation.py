@@ -16,6 +16,7 @@ from vitmae.models import load_finetuned
 from vitmae.runs.checkpoint import read_weights
 from vitmae.runs.folder import run_dir_of
 from vitmae.tasks import build_task
+from vitmae.tasks.segment import volume_window
 from vitmae.train.engine import run_evaluator
 from vitmae.train.runner import setup
 from vitmae.viz.figures import save_confusion
@@ -44,7 +45,8 @@ def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None
     ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
     model = load_finetuned(cfg, state, ds.in_chans, ds.num_classes)
     model.to(device)
-    task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None))
+    task = build_task(cfg.task, num_classes=ds.num_classes, classes=getattr(ds, "classes", None),
+                      window=volume_window(cfg, ds))
     evaluator = None
     if predictions_dir is not None:
         # this rank's items in the order the loader gives them to the evaluator
@@ -59,7 +61,8 @@ def run_evaluate(cfg: Config, checkpoint: str | Path, out_dir: str | Path | None
         log(f"skipped {len(skipped)} bad {files} (data.skip_bad), each replaced by the next "
             f"item: " + "; ".join(f"{p}: {r}" for p, r in skipped))
     if predictions_dir is not None:
-        log(f"wrote {result['n']} palette PNGs to {predictions_dir}")
+        kind = "label volumes (.npy)" if cfg.model.spatial_dims == 3 else "palette PNGs"
+        log(f"wrote {result['n']} {kind} to {predictions_dir}")
     run = run_dir_of(checkpoint) or Path(cfg.run.output_dir)
     out = Path(out_dir) if out_dir else run / "eval"
     out.mkdir(parents=True, exist_ok=True)

@@ -21,12 +21,14 @@ from vitmae import distributed as dist
 from vitmae.config import Config, need, to_dict
 from vitmae.data import build_dataset
 from vitmae.data.labelled import class_targets
+from vitmae.data.volume_seg_items import CentreCubes
 from vitmae.models import VisionTransformer, arch_name, build_finetune_model, build_mae
 from vitmae.runs.checkpoint import CheckpointError, latest_good_checkpoint
 from vitmae.runs.folder import RunDir
 from vitmae.runs.sinks import TensorBoardSink, require_tensorboard
 from vitmae.tasks import build_task
 from vitmae.tasks.classify import balanced_weights
+from vitmae.tasks.segment import volume_window
 from vitmae.train.adversarial import AdversarialTask
 from vitmae.train.corruption_aug import CorruptionAugTask
 from vitmae.train.engine import fit
@@ -117,11 +119,14 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
             f"({len(p.train_set)} images) for {o.epochs} epochs, lr {lr:.3g}; "
             f"run folder {run.path}")
         monitors = pretrain_monitors(cfg, p.val_set, run.path)
+        val_set = p.val_set
+        if cfg.model.spatial_dims == 3 and getattr(val_set, "pad_to", None) is not None:
+            val_set = CentreCubes(val_set, cfg.data.img_size)  # whole scans: the MAE takes cubes
         with run:
             task = build_task("pretrain", eval_seed=cfg.run.seed,
                               teacher=teacher.to(p.device) if teacher is not None else None)
             fit(model, task, optimizer, lr, o,
-                p.train_set, p.val_set, cfg.data, cfg.run, run, p.device, to_dict(cfg),
+                p.train_set, val_set, cfg.data, cfg.run, run, p.device, to_dict(cfg),
                 resume=ckpt, log=log, monitors=monitors)
         return run.path
     finally:  # the process group of `setup`, also when training stops early
@@ -213,7 +218,8 @@ def run_finetune(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
         task = build_task(cfg.task, num_classes=ds.num_classes,
                           classes=getattr(ds, "classes", None),
                           label_smoothing=f.label_smoothing, aux_weight=cfg.model.seg_aux,
-                          class_weights=class_weights(cfg, ds, log))
+                          class_weights=class_weights(cfg, ds, log),
+                          window=volume_window(cfg, ds))
         task = robust_training(cfg, task, ds, log)
         run, ckpt = open_run(cfg, "finetune", resume, log)
         run.record_data(cfg.data.dataset, ds)

@@ -1,11 +1,12 @@
 """Pictures of what a segmentation checkpoint does, in PASCAL VOC's colours.
 
 `save_segmentation_grid`: one row per image, image | ground truth | prediction, the label
-maps coloured with the VOC palette (void 255 in its cream colour), at the original size.
+maps coloured with the VOC palette (void 255 in its cream colour), at the original size; for
+volumes, the slice along the first axis that holds the most labelled voxels.
 `overlay`: a label map's VOC colours over its image (background left as it is).
 `palette_writer`: each prediction of the evaluator's pass as a palette PNG named
 `<id or index>.png`, the format of VOC's `SegmentationClass` (the pixel value is the class;
-viewers show the colours).
+viewers show the colours); a volume's labels as `<id>.npy` (uint8, at the evaluated spacing).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vitmae.config import Config
-from vitmae.data.palette import colorize, save_palette_png
+from vitmae.data.palette import VOID, colorize, save_palette_png
 from vitmae.models import load_finetuned
-from vitmae.tasks.segment import predict
+from vitmae.tasks.segment import predict, unpadded, volume_window
 from vitmae.viz.figures import denormalize, save_grid
 
 
@@ -27,13 +29,17 @@ from vitmae.viz.figures import denormalize, save_grid
 def save_segmentation_grid(cfg: Config, state: dict, ds, batch: list, out: Path) -> Path:
     """batch: items of `ds` ((img, mask) or (img, padded mask, size)) -> PNG at `out`."""
     model = load_finetuned(cfg, state, ds.in_chans, ds.num_classes).eval()
-    imgs = torch.stack([b[0] for b in batch])  # (n, C, H, W)
-    sizes = torch.stack([b[2] for b in batch]) if len(batch[0]) > 2 else None  # (n, 2)
-    preds = predict(model, imgs, sizes)
+    imgs = torch.stack([b[0] for b in batch])  # (n, C, H, W) or (n, 1, D, H, W)
+    sizes = torch.stack([b[2] for b in batch]) if len(batch[0]) > 2 else None  # (n, 2 or 3)
+    preds = predict(model, imgs, sizes, volume_window(cfg, ds))
     images = denormalize(imgs, ds.mean, ds.std)
     rows = {"image": [], "ground truth": [], "prediction": []}
     for img, item, pred in zip(images, batch, preds, strict=True):
-        truth = item[1][: pred.shape[0], : pred.shape[1]]  # drop the padding, if any
+        truth = item[1][unpadded(torch.tensor(pred.shape))]  # drop the padding, if any
+        if pred.dim() == 3:  # a volume: the slice along the first axis with most labels
+            z = int(((truth > 0) & (truth != VOID)).flatten(1).sum(1).argmax())
+            img = img[(slice(None), *unpadded(torch.tensor(pred.shape)))][:, z]
+            truth, pred = truth[z], pred[z]
         img = F.interpolate(img[None], size=tuple(pred.shape), mode="bilinear")[0]
         rows["image"].append(img.expand(3, -1, -1))  # grey -> RGB
         rows["ground truth"].append(colorize(truth))
@@ -68,5 +74,9 @@ def palette_writer(ds, out_dir: str | Path, order: Iterable[int]) -> Callable:
 
     def write(preds: list[torch.Tensor]) -> None:
         for pred in preds:
-            save_palette_png(pred.cpu(), out / f"{names[next(order)]}.png")
+            if pred.dim() == 3:  # a volume's labels: no palette PNG holds them
+                out.mkdir(parents=True, exist_ok=True)
+                np.save(out / f"{names[next(order)]}.npy", pred.cpu().numpy().astype(np.uint8))
+            else:
+                save_palette_png(pred.cpu(), out / f"{names[next(order)]}.png")
     return write
