@@ -62,3 +62,15 @@ def test_a_2d_cnn_on_volumes_is_refused_naming_the_key(tmp_path, capsys):
     assert "vitmae: error: model.spatial_dims: data.dataset=medmnist3d has 3-D items" in \
         capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # refused before a run folder is made
+
+
+def test_3d_pretraining_draws_slices_and_visualize_too(tmp_path):
+    fake_medmnist3d(tmp_path / "data")
+    common = ["-c", "adrenal3d", *TINY, f"data.root={tmp_path / 'data'}",
+              f"run.output_dir={tmp_path / 'runs'}"]
+    run_cli(["pretrain", *common, "pretrain.optim.epochs=1", "pretrain.recon_every=1",
+             "run.name=pre"])
+    assert (tmp_path / "runs/pre/recon/epoch-001.png").read_bytes().startswith(b"\x89PNG")
+    run_cli(["visualize", "--checkpoint", str(tmp_path / "runs/pre"),
+             "--out", str(tmp_path / "v.png")])
+    assert (tmp_path / "v.png").read_bytes().startswith(b"\x89PNG")

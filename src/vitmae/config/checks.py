@@ -161,8 +161,6 @@ def _check_volumes(cfg: Config) -> None:
          f"upsampling); got {m.seg_head!r}")
     need(m.stem == "patch", "model.stem", f"{vol} have cubic patches, no conv stem")
     need(not m.rope, "model.rope", f"the rotary table is 2-D; {vol} use the 3-D sin-cos table")
-    need(cfg.pretrain.recon_every == 0, "pretrain.recon_every",
-         f"the reconstruction pictures are 2-D; set 0 for {vol}")
     if m.arch == FROM_WEIGHTS and any(getattr(m, k) is None for k in SIZE_KEYS):
         return  # the sizes come from the weights; the model refuses a width it cannot split
     width = resolve_sizes(m.arch, {k: getattr(m, k) for k in SIZE_KEYS})["embed_dim"]

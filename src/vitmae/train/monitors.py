@@ -26,7 +26,7 @@ from vitmae.config import Config, ConfigError
 from vitmae.data import build_dataset
 from vitmae.data.registry import FirstItems
 from vitmae.viz.figures import denormalize, save_grid
-from vitmae.viz.reconstruction import mae_reconstruction
+from vitmae.viz.reconstruction import mae_reconstruction, middle_slices
 
 GRID_IMAGES = 4  # rows of the reconstruction grid
 PROBE_ITERS = 100  # L-BFGS iterations of the linear probe
@@ -149,7 +149,7 @@ class ReconMonitor:
             return {}
         imgs = self.imgs.to(next(model.parameters()).device)
         loss, _, _ = model(imgs, generator=torch.Generator().manual_seed(self.seed))
-        panels = mae_reconstruction(model, imgs[:GRID_IMAGES], seed=self.seed)
+        panels = middle_slices(mae_reconstruction(model, imgs[:GRID_IMAGES], seed=self.seed))
         panels = {k: denormalize(v.float().cpu(), self.mean, self.std) for k, v in panels.items()}
         name = f"recon/epoch-{epoch:03d}.png"
         save_grid(panels, self.folder / name, f"epoch {epoch}")

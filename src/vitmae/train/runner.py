@@ -118,10 +118,10 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
         log(f"pretraining {arch_name(cfg.model)} on {cfg.data.dataset} "
             f"({len(p.train_set)} images) for {o.epochs} epochs, lr {lr:.3g}; "
             f"run folder {run.path}")
-        monitors = pretrain_monitors(cfg, p.val_set, run.path)
         val_set = p.val_set
         if cfg.model.spatial_dims == 3 and getattr(val_set, "pad_to", None) is not None:
             val_set = CentreCubes(val_set, cfg.data.img_size)  # whole scans: the MAE takes cubes
+        monitors = pretrain_monitors(cfg, val_set, run.path)
         with run:
             task = build_task("pretrain", eval_seed=cfg.run.seed,
                               teacher=teacher.to(p.device) if teacher is not None else None)
