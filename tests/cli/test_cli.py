@@ -101,6 +101,7 @@ def test_a_missing_checkpoint_is_an_error(tmp_path, capsys):
     assert "config.yaml" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_pretrain_command_in_a_subprocess(tmp_path, subprocess_env):
     argv = ["pretrain", "-c", "digits", *SMALL, "pretrain.optim.epochs=1",
             f"run.output_dir={tmp_path}", "run.name=pre"]

@@ -41,6 +41,7 @@ def test_a_massive_activation_is_found_on_noise_and_only_there():
     assert model.training  # the model's mode is given back
 
 
+@pytest.mark.slow
 def test_int8_keeps_the_layer_with_a_massive_activation_and_stays_closer(tmp_path):
     model = classifier(massive=300.0)
     out = export_model(model, tmp_path / "int8.onnx", int8=True, log=lambda _: None)
@@ -65,6 +66,7 @@ def test_a_scope_that_names_no_node_is_an_error(tmp_path):
         quantize_int8(fp32, tmp_path / "q.onnx", tmp_path, ("/blocks.9/mlp/fc2/",))
 
 
+@pytest.mark.slow
 def test_int8_exports_segmentation_heads_too(tmp_path, monkeypatch):
     # the progressive-upsampling head defeats onnxruntime's symbolic shape inference, which
     # then writes debug files into the current folder: not the user's

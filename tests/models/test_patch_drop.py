@@ -98,6 +98,7 @@ def test_what_patch_drop_cannot_do_is_refused_by_name(overrides, fragment):
     assert fragment in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_finetuning_run_with_patch_drop_learns(tmp_path):
     # the option goes from the config through the runner to the model: a short digits run
     # with half the tokens dropped still learns well above chance

@@ -1,9 +1,13 @@
 """DataLoaders whose order and augmentation are a pure function of (seed, epoch, position).
 
 That makes a run resumable mid-epoch, bit for bit, with any number of workers: the sampler
-draws the epoch's permutation from `seed + epoch`, shards it over DDP ranks (as
-`DistributedSampler`), and skips the batches already done; every sample is augmented under
-its own seed, so which worker loads it does not matter.
+draws the epoch's permutation, shards it over DDP ranks (as `DistributedSampler`), and skips
+the batches already done; every sample is augmented under its own seed, so which worker
+loads it does not matter. The formulas are part of the contract (every recorded figure is
+reproduced from its command and seed by them):
+    epoch e's order: torch.randperm(n, generator=Generator().manual_seed(seed * 100_003 + e))
+    item i in epoch e: torch's default generator seeded with
+        (seed * 1_000_003 + e) * 10_000_019 + i before the item is read and augmented.
 """
 
 from __future__ import annotations
