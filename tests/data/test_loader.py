@@ -16,7 +16,7 @@ from vitmae.config import DataConfig
 from vitmae.data import build_dataset
 from vitmae.data.loader import EpochSampler, SeededSamples, make_loader
 from vitmae.tasks import build_task
-from vitmae.train.engine import run_evaluator
+from vitmae.train.engine import evaluate, run_evaluator
 
 
 class Draws(Dataset):
@@ -146,6 +146,44 @@ def test_a_loader_reads_in_this_process_unless_given_workers(train):
     assert not torch.cat(in_worker).any()
     in_worker, _ = zip(*make_loader(WhereLoaded(), 4, train=train, num_workers=1), strict=True)
     assert torch.cat(in_worker).all()
+
+
+class WhereEvaluated:
+    """A task whose evaluator keeps, per item, whether a worker process loaded it."""
+
+    def evaluator(self):
+        return self
+
+    sums: dict = {}
+
+    def __init__(self):
+        self.in_worker: list[bool] = []
+
+    def update(self, model, batch) -> None:
+        self.in_worker += batch[0].tolist()
+
+    def result(self) -> dict:
+        return {"in_worker": self.in_worker}
+
+
+def test_evaluation_reads_in_this_process_unless_given_workers():
+    cpu = torch.device("cpu")
+    assert evaluate(torch.nn.Identity(), WhereEvaluated(), WhereLoaded(), 4, cpu)[
+        "in_worker"] == [False] * 8
+    assert evaluate(torch.nn.Identity(), WhereEvaluated(), WhereLoaded(), 4, cpu,
+                    num_workers=1)["in_worker"] == [True] * 8
+    ev = run_evaluator(torch.nn.Identity(), WhereEvaluated(), WhereLoaded(), 4, cpu)
+    assert ev.in_worker == [False] * 8
+
+
+def test_evaluation_batches_reach_the_model_on_its_device():
+    class OnDevice(WhereEvaluated):
+        def update(self, model, batch) -> None:
+            self.in_worker.append(batch[0].device)
+
+    meta = torch.device("meta")  # a device of its own on any machine
+    ev = run_evaluator(torch.nn.Identity(), OnDevice(), WhereLoaded(), 4, meta)
+    assert ev.in_worker == [meta, meta]
 
 
 @pytest.mark.parametrize(("n", "world", "batch"), [(48, 3, 4), (40, 2, 5)])

@@ -12,7 +12,8 @@ from torch.utils.data import Dataset
 from vitmae.config import DataConfig, OptimConfig, RunConfig
 from vitmae.runs.folder import RunDir
 from vitmae.tasks import build_task
-from vitmae.train.engine import evaluate, fit
+from vitmae.train import engine
+from vitmae.train.engine import evaluate, fit, run_evaluator
 from vitmae.train.optim import build_optimizer, param_groups
 
 
@@ -154,6 +155,45 @@ def test_evaluation_runs_the_model_in_eval_mode_and_restores_training(tmp_path):
         Images(6, seed=1), DataConfig(batch_size=4), RunConfig(), RunDir(tmp_path),
         torch.device("cpu"), {}, log=lambda _: None)
     assert model.modes == [True, True, False, False]  # 2 training steps, then 2 val batches
+
+
+def test_evaluation_leaves_a_model_in_eval_mode_in_eval_mode_and_takes_no_gradient():
+    model = RecordsMode().eval()
+    seen = []
+    model.register_forward_hook(lambda m, i, o: seen.append(torch.is_grad_enabled()))
+    evaluate(model, build_task("classify", num_classes=4), Images(6), 4, torch.device("cpu"))
+    assert model.modes == [False, False] and not model.training and seen == [False, False]
+
+
+def test_a_given_evaluator_is_the_one_fed_and_returned():
+    # `vitmae evaluate --save-predictions` passes its own evaluator (with a sink): the batches
+    # must reach it, not a fresh one of the task's
+    task = build_task("classify", num_classes=4)
+    mine = task.evaluator()
+    ev = run_evaluator(RecordsMode(), task, Images(6), 4, torch.device("cpu"), evaluator=mine)
+    assert ev is mine and int(mine.sums["cm"].sum()) == 6
+
+
+@pytest.mark.parametrize("amp", ["auto", "bf16", "fp32"])
+def test_the_runs_amp_setting_reaches_the_evaluation(monkeypatch, amp):
+    # run.amp decides the evaluation's autocast as the training's ("auto": bf16 on CUDA only)
+    seen = []
+    real = engine.autocast
+    monkeypatch.setattr(engine, "autocast", lambda device, a: seen.append(a) or real(device, a))
+    kwargs = {} if amp == "auto" else {"amp": amp}
+    task, cpu = build_task("classify", num_classes=4), torch.device("cpu")
+    evaluate(RecordsMode(), task, Images(4), 4, cpu, **kwargs)
+    run_evaluator(RecordsMode(), task, Images(4), 4, cpu, **kwargs)
+    assert seen == [amp, amp]
+
+
+def test_to_device_moves_every_tensor_of_nested_batches():
+    meta = torch.device("meta")  # a device of its own on any machine
+    batch = [torch.zeros(2), (torch.ones(1), "id"), 3]
+    moved = engine.to_device(batch, meta)
+    assert type(moved) is list and type(moved[1]) is tuple
+    assert moved[0].device == meta and moved[1][0].device == meta
+    assert moved[1][1] == "id" and moved[2] == 3
 
 
 def test_evaluation_results_do_not_depend_on_drop_path(micro_vit):

@@ -60,16 +60,16 @@ def evaluate(model: nn.Module, task, dataset, batch_size: int, device: torch.dev
     return run_evaluator(model, task, dataset, batch_size, device, num_workers, amp).result()
 
 
-@torch.no_grad()
 def run_evaluator(model: nn.Module, task, dataset, batch_size: int, device: torch.device,
                   num_workers: int = 0, amp: str = "auto", evaluator=None):
     """Feed `dataset` (sharded over ranks) to `evaluator` (default: the task's); its sums
     are reduced."""
+    # no_grad as a block, not a decorator: mutation testing (mutmut) skips decorated functions
     was_training = model.training
     model.eval()
     ev = task.evaluator() if evaluator is None else evaluator
     loader = make_loader(dataset, batch_size, train=False, num_workers=num_workers)
-    with autocast(device, amp):
+    with torch.no_grad(), autocast(device, amp):
         for batch in loader:
             ev.update(model, to_device(batch, device))
     for key, value in ev.sums.items():
