@@ -58,6 +58,14 @@ def resampled_size(shape: tuple[int, ...], spacing: tuple | None,
                                                               strict=True))
 
 
+def unit_scan(path: Path, window: tuple[float, float] | None, spacing: tuple | None
+              ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """A scan -> its voxels (D, H, W) in [0, 1] as stored (`to_unit` with the intensity
+    `window`) and its size at `spacing` (from the NIfTI header; unchanged without one)."""
+    vol = to_unit(read_volume(path), window)  # (D, H, W)
+    return vol, resampled_size(vol.shape, read_spacing(path) if spacing else None, spacing)
+
+
 def resize3d(x: torch.Tensor, size: tuple[int, int, int], labels: bool = False
              ) -> torch.Tensor:
     """x (D, H, W) -> (D', H', W') = `size`: trilinear for voxels, nearest voxel for labels."""
@@ -70,15 +78,21 @@ def resize3d(x: torch.Tensor, size: tuple[int, int, int], labels: bool = False
                          align_corners=False)[0, 0]  # (D', H', W')
 
 
+def pad_end(x: torch.Tensor, size: tuple[int, ...], value: float) -> torch.Tensor:
+    """x (..., D, H, W) -> at least `size` along its last three axes, padded at the far end
+    with `value`."""
+    pad = [max(0, s - n) for s, n in zip(size, x.shape[-3:], strict=True)]
+    if not any(pad):
+        return x
+    return F.pad(x, [v for p in reversed(pad) for v in (0, p)],  # F.pad: last axis first
+                 value=value)
+
+
 def pad_to(vol: torch.Tensor, mask: torch.Tensor, size: tuple[int, ...], value: float = 0.0
            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """vol (D, H, W), mask (D, H, W) -> at least `size` along each axis, padded at the far end
-    with `value` (the volume) and VOID (the mask)."""
-    pad = [max(0, s - n) for s, n in zip(size, vol.shape[-3:], strict=True)]
-    if not any(pad):
-        return vol, mask
-    spec = [x for p in reversed(pad) for x in (0, p)]  # F.pad: last axis first
-    return F.pad(vol, spec, value=value), F.pad(mask, spec, value=VOID)
+    """vol (..., D, H, W), mask (D, H, W) -> at least `size` along each axis, padded at the
+    far end with `value` (the volume) and VOID (the mask)."""
+    return pad_end(vol, size, value), pad_end(mask, size, VOID)
 
 
 def crop_start(mask: torch.Tensor, size: int, foreground: float) -> list[int]:
@@ -120,26 +134,17 @@ class VolumeSegItems:
             return None
         return resampled_size(shape, spacing, self.spacing)
 
-    def volume(self, path: Path) -> torch.Tensor:
-        """A scan -> (D', H', W') float32 in [0, 1] at the configured spacing (prediction)."""
-        vol = to_unit(read_volume(path), self.intensity_range)  # (D, H, W)
-        size = resampled_size(vol.shape, read_spacing(path) if self.spacing else None,
-                              self.spacing)
-        return resize3d(vol, size)
-
     def normalise(self, vol: torch.Tensor) -> torch.Tensor:
         """(..., D, H, W) in [0, 1] -> (1, D, H, W) normalised."""
         return ((vol - self.mean) / self.std).reshape(1, *vol.shape[-3:])
 
     def __call__(self, image_path: Path, mask_path: Path):
-        vol = to_unit(read_volume(image_path), self.intensity_range)  # (D, H, W) in [0, 1]
+        vol, size = unit_scan(image_path, self.intensity_range, self.spacing)  # (D, H, W)
         mask = read_volume_mask(mask_path)  # (D, H, W)
         if tuple(vol.shape) != mask.shape:
             raise BadMaskError(f"{mask_path}: mask {mask.shape} and volume {image_path} "
                                f"{tuple(vol.shape)} differ in shape", mask_path)
         check_mask(mask, self.K, mask_path)
-        size = resampled_size(vol.shape, read_spacing(image_path) if self.spacing else None,
-                              self.spacing)
         vol, mask = resize3d(vol, size), resize3d(torch.from_numpy(mask), size, labels=True)
         if self.train:
             return self.cube(vol, mask)
@@ -158,6 +163,13 @@ class VolumeSegItems:
             vol, mask = vol.flip(flips), mask.flip(flips)
         a, b = (torch.rand(2) * 2 - 1) * JITTER
         return self.normalise(vol * (1 + a) + b), mask.contiguous()  # (1, S, S, S), (S, S, S)
+
+
+def mae_items(ds: Dataset, size: int) -> Dataset:
+    """What an MAE of size^3 cubes reads of an evaluation split: the centre cubes of a
+    segmentation set's whole, padded scans; any other data set as it is."""
+    whole_scans = getattr(ds, "spatial_dims", 2) == 3 and getattr(ds, "pad_to", None)
+    return CentreCubes(ds, size) if whole_scans else ds
 
 
 class CentreCubes(Dataset):

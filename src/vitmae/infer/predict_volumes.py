@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from vitmae.data.checks import BadDataError
-from vitmae.data.volume_io import VOLUME_EXTENSIONS, read_spacing, read_volume
-from vitmae.data.volume_seg_items import resampled_size, resize3d
-from vitmae.data.volume_transforms import to_unit
+from vitmae.data.volume_io import VOLUME_EXTENSIONS
+from vitmae.data.volume_seg_items import resize3d, unit_scan
 from vitmae.infer.model import InferenceModel
 from vitmae.tasks.sliding_window import sliding_window
 
@@ -36,18 +35,16 @@ def volume_mask_name(rel: Path) -> Path:
     return rel.with_name(stem + (".npy" if ext == ".npy" else ".nii.gz"))
 
 
-def segment_scan(model: InferenceModel, path: Path) -> tuple[torch.Tensor, np.ndarray]:
+def segment_scan(model: InferenceModel, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """-> the (D, H, W) labels of the scan at `path`, on its own grid, and its (D, H, W)
-    voxels as read."""
+    voxels as read, scaled to [0, 1]."""
     pre = model.preprocess
-    vol = read_volume(path)  # (D, H, W)
-    size = resampled_size(vol.shape, read_spacing(path) if pre.spacing else None, pre.spacing)
-    x = resize3d(to_unit(vol, pre.intensity_range), size)  # (D', H', W') in [0, 1]
-    x = ((x - pre.mean[0]) / pre.std[0])[None]  # (1, D', H', W')
+    vol, size = unit_scan(path, pre.intensity_range, pre.spacing)  # (D, H, W) in [0, 1]
+    x = ((resize3d(vol, size) - pre.mean[0]) / pre.std[0])[None]  # (1, D', H', W')
     logits = sliding_window(model.logits, x, pre.img_size, pre.overlap,
                             pad_value=-pre.mean[0] / pre.std[0])  # (K, D', H', W')
-    if tuple(logits.shape[1:]) != vol.shape:  # back to the scan's grid, then the argmax
-        logits = F.interpolate(logits[None], size=vol.shape, mode="trilinear",
+    if tuple(logits.shape[1:]) != tuple(vol.shape):  # back to the scan's grid, then the argmax
+        logits = F.interpolate(logits[None], size=tuple(vol.shape), mode="trilinear",
                                align_corners=False)[0]  # (K, D, H, W)
     return logits.argmax(0), vol
 

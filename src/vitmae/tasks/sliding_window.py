@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from vitmae.data.volume_seg_items import pad_end
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,7 @@ def sliding_window(logits_fn: Callable[[torch.Tensor], torch.Tensor], vol: torch
                    pad_value: float = 0.0) -> torch.Tensor:
     """vol (C, D, H, W) -> (K, D, H, W) float32 logits, averaged over overlapping cubes."""
     C, D, H, W = vol.shape
-    pad = [max(0, size - n) for n in (D, H, W)]
-    if any(pad):
-        spec = [x for p in reversed(pad) for x in (0, p)]  # F.pad: last axis first
-        vol = F.pad(vol, spec, value=pad_value)  # (C, D', H', W'), each side >= size
+    vol = pad_end(vol, (size, size, size), pad_value)  # (C, D', H', W'), each side >= size
     dims = vol.shape[1:]
     corners = list(itertools.product(*(window_starts(n, size, overlap) for n in dims)))
     out = count = None

@@ -21,7 +21,7 @@ from vitmae import distributed as dist
 from vitmae.config import Config, need, to_dict
 from vitmae.data import build_dataset
 from vitmae.data.labelled import class_targets
-from vitmae.data.volume_seg_items import CentreCubes
+from vitmae.data.volume_seg_items import mae_items
 from vitmae.models import VisionTransformer, arch_name, build_finetune_model, build_mae
 from vitmae.runs.checkpoint import CheckpointError, latest_good_checkpoint
 from vitmae.runs.folder import RunDir
@@ -118,9 +118,7 @@ def run_pretrain(cfg: Config, resume: str | None = None, log=dist.say) -> Path:
         log(f"pretraining {arch_name(cfg.model)} on {cfg.data.dataset} "
             f"({len(p.train_set)} images) for {o.epochs} epochs, lr {lr:.3g}; "
             f"run folder {run.path}")
-        val_set = p.val_set
-        if cfg.model.spatial_dims == 3 and getattr(val_set, "pad_to", None) is not None:
-            val_set = CentreCubes(val_set, cfg.data.img_size)  # whole scans: the MAE takes cubes
+        val_set = mae_items(p.val_set, cfg.data.img_size)
         monitors = pretrain_monitors(cfg, val_set, run.path)
         with run:
             task = build_task("pretrain", eval_seed=cfg.run.seed,

@@ -14,7 +14,7 @@ import torch
 
 from vitmae.config import Config
 from vitmae.data import build_dataset
-from vitmae.data.volume_seg_items import CentreCubes
+from vitmae.data.volume_seg_items import mae_items
 from vitmae.errors import UsageError
 from vitmae.models.mae import build_mae, patchify, unpatchify
 from vitmae.models.patch3d import patchify3d, unpatchify3d
@@ -67,8 +67,8 @@ def run_visualize(cfg: Config, checkpoint: str | Path, out: str | Path, n: int =
     out = Path(out)
     ds = build_dataset(cfg.data, cfg.data.val_split, train=False)
     state = read_weights(checkpoint)
-    if is_mae(state) and cfg.model.spatial_dims == 3 and getattr(ds, "pad_to", None):
-        ds = CentreCubes(ds, cfg.data.img_size)  # whole scans: the MAE takes cubes
+    if is_mae(state):
+        ds = mae_items(ds, cfg.data.img_size)
     batch = [ds[i] for i in range(min(n, len(ds)))]
     imgs = torch.stack([b[0] for b in batch])  # (n, C, H, W)
     if is_mae(state):
