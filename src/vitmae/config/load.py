@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from vitmae.config.checks import check_value, validate
+from vitmae.config.checks import validate
 from vitmae.config.schema import Config, OptimConfig
+from vitmae.config.typecheck import check_value
 from vitmae.errors import ConfigError
 
 __all__ = ["MOVED", "PRESET_DIR", "apply_overrides", "config_from_dict", "load_config",
