@@ -156,6 +156,6 @@ def test_an_internal_error_keeps_its_traceback(monkeypatch, bug):
     ["embed", "--checkpoint", "RUN", "img.png", "-o", "out.npy"],
 ])
 def test_o_is_the_short_form_of_out_on_every_command_that_writes_a_file(argv):
-    from vitmae.cli.commands import _parser
+    from vitmae.cli.parser import build_parser
 
-    assert _parser().parse_args(argv).out == argv[-1]
+    assert build_parser().parse_args(argv).out == argv[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -84,6 +85,43 @@ def test_flips_and_shifts_move_voxels_without_changing_them():
     moved = shift(v, [1, 0, -2])
     assert torch.equal(moved[:, 1:, :, :2], v[:, :3, :, 2:])
     assert (moved[:, 0] == 0).all() and (moved[:, :, :, 2:] == 0).all()
+
+
+def cube_symmetries(vol: torch.Tensor) -> set[bytes]:
+    """The 48 images of a (S, S, S) volume under the cube's symmetries: every axis order
+    with every set of flips."""
+    out = set()
+    for order in itertools.permutations(range(3)):
+        for flips in itertools.product([False, True], repeat=3):
+            v = vol.permute(order)
+            v = v.flip([d for d in range(3) if flips[d]]) if any(flips) else v
+            out.add(v.contiguous().numpy().tobytes())
+    return out
+
+
+@pytest.mark.parametrize("permute_axes", [False, True])
+def test_permute_axes_reaches_every_symmetry_of_the_cube(permute_axes):
+    # Without permute_axes the flips reach 8 of the cube's 48 symmetries; with it all 48, and
+    # every output is one of them (voxels moved, none changed).
+    vol = torch.arange(3 ** 3, dtype=torch.uint8).reshape(3, 3, 3)
+    t = VolumeTransform(3, (0.0,), (1.0,), train=True, shift=0.0, jitter=0.0,
+                        permute_axes=permute_axes)
+    images = cube_symmetries(vol.float() / 255)
+    seen = set()
+    for seed in range(400):
+        torch.manual_seed(seed)
+        out = t(vol)[0].contiguous().numpy().tobytes()  # (S, S, S)
+        assert out in images
+        seen.add(out)
+    assert len(seen) == (48 if permute_axes else 8)
+
+
+def test_permute_axes_is_a_config_key(tmp_path):
+    fake_medmnist3d(tmp_path)
+    cfg = medmnist_cfg(tmp_path)
+    cfg.volume.permute_axes = True
+    assert build_dataset(cfg, "train", train=True).transform.permute_axes
+    assert not build_dataset(medmnist_cfg(tmp_path), "train", train=True).transform.permute_axes
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".nii", ".nii.gz"])

@@ -70,7 +70,7 @@ def test_the_fused_node_computes_the_blocks_attention(tmp_path):
     """One Attention module alone: onnxruntime's com.microsoft.Attention node, given the
     module's qkv weight and bias, gives the module's output, with and without a qkv bias."""
     from vitmae.export.onnx_attention import DOMAIN, ort_attention
-    from vitmae.models.vit import Attention
+    from vitmae.models.blocks import Attention
 
     for bias in (True, False):
         torch.manual_seed(0)

@@ -17,8 +17,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vitmae.models.blocks import Block
 from vitmae.models.mae import MaskedAutoencoder, patchify, random_masking
-from vitmae.models.vit import Block
 
 
 def plain_block(blk: Block, x: torch.Tensor) -> torch.Tensor:

@@ -85,14 +85,29 @@ def test_3d_vit_shapes_and_refusals():
     model = vit3d(img_size=8)
     assert model.patch_embed.grid_size == (2, 2, 2) and model.pos_embed.shape == (1, 9, 48)
     assert model(torch.randn(2, 1, 8, 8, 8)).shape == (2, 2)
-    with pytest.raises(ConfigError, match="cubic patches"):
+    with pytest.raises(ConfigError, match="no rope"):
         vit3d(rope=True)
 
 
-def test_masked_voxels_do_not_reach_the_encoder():
+def test_3d_conv_stem_shapes():
+    # The hybrid's stem in 3-D: log2(p) stride-2 stages of 3x3x3 convolutions, one token per
+    # p^3 voxels, the stage maps halving each side (what a volume's U-Net skips would be).
+    model = vit3d(img_size=8, stem="conv", stem_width=4)
+    stem = model.patch_embed
+    assert stem.grid_size == (2, 2, 2) and model.pos_embed.shape == (1, 9, 48)
+    vols = torch.randn(2, 1, 8, 8, 8)
+    assert [tuple(m.shape) for m in stem.features(vols)] == [(2, 4, 4, 4, 4), (2, 8, 2, 2, 2)]
+    assert model(vols).shape == (2, 2)
+    with pytest.raises(ValueError, match="expected inputs of"):
+        stem(torch.randn(1, 1, 8, 8, 4))
+
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_masked_voxels_do_not_reach_the_encoder(stem):
     # The encoder sees the kept patches only: changing every voxel of the removed patches
-    # leaves its output unchanged; changing a kept one changes it.
-    model = mae3d(img_size=8).eval()
+    # leaves its output unchanged (for the conv stem too, whose 3x3x3 windows overlap patch
+    # borders); changing a kept one changes it.
+    model = mae3d(img_size=8, stem=stem, stem_width=4).eval()
     vols = torch.randn(2, 1, 8, 8, 8)
     g = torch.Generator().manual_seed(0)
     ids_keep, mask, _ = random_masking(2, 8, 0.5, generator=g)
@@ -107,10 +122,11 @@ def test_masked_voxels_do_not_reach_the_encoder():
     assert not torch.allclose(kept_changed, ref)
 
 
-def test_encoder_is_equivariant_to_the_order_of_kept_patches():
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_encoder_is_equivariant_to_the_order_of_kept_patches(stem):
     # Each kept token carries its own patch's 3-D position: permuting ids_keep permutes the
     # output tokens the same way.
-    model = vit3d(img_size=8, num_classes=0).eval()
+    model = vit3d(img_size=8, num_classes=0, stem=stem, stem_width=4).eval()
     vols = torch.randn(2, 1, 8, 8, 8)
     ids_keep = torch.tensor([[0, 5, 7], [6, 1, 2]])
     perm = torch.tensor([2, 0, 1])
@@ -130,11 +146,12 @@ def test_3d_mae_loss_counts_removed_patches_only():
     torch.testing.assert_close(model.loss(vols, other, mask), loss)
 
 
-def test_3d_mae_learns_a_tiny_set():
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_3d_mae_learns_a_tiny_set(stem):
     # Adam steps on four volumes under one fixed mask: the masked-voxel loss falls below
     # ~0.98, what predicting each patch's mean scores on per-patch normalised targets (the
     # model learns the removed voxels themselves).
-    model = mae3d(img_size=8, mask_ratio=0.5)
+    model = mae3d(img_size=8, mask_ratio=0.5, stem=stem, stem_width=4)
     g = torch.Generator().manual_seed(0)
     vols = (torch.rand(4, 1, 8, 8, 8, generator=g) > 0.5).float()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from vitmae.cli.commands import _parser
+from vitmae.cli.parser import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -13,6 +13,6 @@ def test_the_readme_is_at_most_200_lines():
 
 def test_every_command_of_the_cli_is_in_the_readme_table():
     text = README.read_text()
-    commands = _parser()._subparsers._group_actions[0].choices
+    commands = build_parser()._subparsers._group_actions[0].choices
     missing = [c for c in commands if f"`vitmae {c}" not in text]
     assert not missing, missing

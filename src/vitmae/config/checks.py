@@ -90,7 +90,6 @@ def _check_volumes(cfg: Config) -> None:
     need(cfg.task != "segment" or m.seg_head == "linear", "model.seg_head",
          f"the 3-D segmenter of {vol} has the linear head (per-token logits, trilinear "
          f"upsampling); got {m.seg_head!r}")
-    need(m.stem == "patch", "model.stem", f"{vol} have cubic patches, no conv stem")
     need(not m.rope, "model.rope", f"the rotary table is 2-D; {vol} use the 3-D sin-cos table")
     if m.arch == FROM_WEIGHTS and any(getattr(m, k) is None for k in SIZE_KEYS):
         return  # the sizes come from the weights; the model refuses a width it cannot split

@@ -107,6 +107,10 @@ class VolumeConfig:
     # volume_seg_folder evaluation and `vitmae predict`: whole scans are segmented by cubes
     # overlapping by this fraction of their side, the logits of overlapping cubes averaged
     overlap: float = 0.5
+    # training: the three axes in a random order besides the flips (any of the cube's 48
+    # symmetries), for shapes with no orientation of their own (MedMNIST's); off for scans
+    # whose axes mean something
+    permute_axes: bool = False
 
 
 @dataclass

@@ -69,7 +69,9 @@ def build_medmnist3d(cfg: DataConfig, split: str, train: bool) -> ImageTensorDat
     mean, std = norm_stats(cfg, *voxel_stats(train_vols))  # the training split's, every split
     ds = ImageTensorDataset(torch.from_numpy(vols)[:, None],  # (N, 1, D, H, W)
                             torch.from_numpy(labels.astype(np.int64)),
-                            VolumeTransform(cfg.img_size, mean, std, train), classes, mean, std)
+                            VolumeTransform(cfg.img_size, mean, std, train,
+                                            permute_axes=cfg.volume.permute_axes),
+                            classes, mean, std)
     ds.spatial_dims = 3  # the model must be a 3-D one (model.spatial_dims=3)
     return ds
 

@@ -26,7 +26,8 @@ def build_volume_folder(cfg: DataConfig, split: str, train: bool) -> ClassFolder
                                     "volumes")
     mean, std = norm_stats(cfg, MEAN, STD)
     ds = ClassFolderDataset(folder, VolumeTransform(
-        cfg.img_size, mean, std, train, intensity_range=intensity_range(cfg.volume)), classes,
+        cfg.img_size, mean, std, train, intensity_range=intensity_range(cfg.volume),
+        permute_axes=cfg.volume.permute_axes), classes,
                             is_volume, read_volume, "volumes", VOLUME_EXTENSIONS)
     check_class_folders(cfg, split, is_volume, "volumes")
     ds.in_chans, ds.mean, ds.std = 1, mean, std

@@ -6,6 +6,10 @@ then for training the augmentations that suit scans (as MONAI's RandFlip, RandAf
 translation and RandScaleIntensity / RandShiftIntensity): a flip along each axis with
 probability 1/2, a shift of up to `shift` of the side along each axis (zero padding, as the
 MNIST crops), and intensity jitter x * (1 + a) + b with a, b uniform in [-jitter, jitter].
+With `permute_axes`, the three axes also come in a random order: with the flips, any of the
+cube's 48 symmetries (rotations by 90 degrees and reflections, as MONAI's RandRotate90 about
+every axis), for shapes without an orientation of their own; not for scans whose axes mean
+something (head to foot, front to back).
 Every draw comes from torch's default generator, which the loader seeds per item
 (`vitmae.data.loader.SeededSamples`), so augmentation is a function of (seed, epoch, item).
 """
@@ -54,8 +58,10 @@ class VolumeTransform:
 
     def __init__(self, img_size: int, mean: tuple, std: tuple, train: bool,
                  shift: float = 0.1, jitter: float = 0.1,
-                 intensity_range: tuple[float, float] | None = None):
+                 intensity_range: tuple[float, float] | None = None,
+                 permute_axes: bool = False):
         self.size, self.train, self.intensity_range = img_size, train, intensity_range
+        self.permute_axes = permute_axes
         self.mean, self.std = float(mean[0]), float(std[0])
         self.max_shift, self.jitter = round(shift * img_size), jitter
 
@@ -70,7 +76,9 @@ class VolumeTransform:
         return (v - self.mean) / self.std  # (1, S, S, S)
 
     def augment(self, v: torch.Tensor) -> torch.Tensor:
-        """v: (1, S, S, S) in [0, 1] -> (1, S, S, S): flips, shift, intensity jitter."""
+        """v: (1, S, S, S) in [0, 1] -> (1, S, S, S): axis order, flips, shift, jitter."""
+        if self.permute_axes:
+            v = v.permute(0, *(torch.randperm(3) + 1).tolist())  # (1, S, S, S), axes reordered
         flips = [d for d in (1, 2, 3) if torch.rand(()) < 0.5]
         if flips:
             v = v.flip(flips)

@@ -2,7 +2,7 @@
 
 Traced as it is, a ViT block's attention becomes a dozen nodes: the qkv MatMul, a Split, head
 Transposes, two MatMuls around a Softmax and a Transpose back. Inside `ort_attention`, each
-`vitmae.models.vit.Attention` called without RoPE is exported instead as one
+`vitmae.models.blocks.Attention` called without RoPE is exported instead as one
 `com.microsoft.Attention` node (the contrib operator onnxruntime fuses BERT-style models
 into): input (B, N, D), the qkv weight as (D, 3D) with q, k, v side by side, the qkv bias
 (3D,), `num_heads`; softmax(q k^T / sqrt(hd)) v per head, the heads concatenated -> (B, N, D),
@@ -26,7 +26,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from vitmae.models.vit import Attention, Mlp, split_heads
+from vitmae.models.blocks import Attention, Mlp, split_heads
 
 DOMAIN = "com.microsoft"
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import torch
 
+from vitmae.models.blocks import Attention, split_heads
 from vitmae.models.rope import rotate
-from vitmae.models.vit import Attention, VisionTransformer, split_heads
+from vitmae.models.vit import VisionTransformer
 
 
 def block_attention(attn: Attention, x: torch.Tensor,

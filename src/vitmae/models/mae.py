@@ -21,10 +21,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitmae.errors import ConfigError
+from vitmae.models.blocks import Block, init_weights
 from vitmae.models.masking import random_masking
 from vitmae.models.patch3d import patchify3d
 from vitmae.models.pos_embed import sincos_grid
-from vitmae.models.vit import Block, VisionTransformer, build_vit, init_weights
+from vitmae.models.vit import VisionTransformer, build_vit
 
 
 def patchify(imgs: torch.Tensor, p: int) -> torch.Tensor:

@@ -15,11 +15,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitmae.errors import ConfigError
+from vitmae.models.blocks import Block, init_weights
 from vitmae.models.conv_stem import ConvStem
 from vitmae.models.masking import kept_ids
 from vitmae.models.patch3d import PatchEmbed3d
 from vitmae.models.pos_embed import sincos_grid
-from vitmae.models.rope import axial_rope, rotate, select
+from vitmae.models.rope import axial_rope, select
 from vitmae.variants import SIZE_KEYS, check_grid, resolve_sizes
 
 
@@ -62,96 +63,6 @@ class PatchEmbed(nn.Module):
         return F.linear(x, self.proj.weight.flatten(1), self.proj.bias)  # (B, L_keep, D)
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drop the residual branch per sample (Huang et al. 2016)."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """x: (B, N, D) -> (B, N, D); the draws come from `generator` (None: torch's default)."""
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1))  # (B, 1, 1)
-        keep.bernoulli_(1 - self.p, generator=generator)
-        return x * keep.div_(1 - self.p)  # scale the (B, 1, 1) mask, not the activations
-
-
-def split_heads(qkv: torch.Tensor, num_heads: int) -> tuple[torch.Tensor, ...]:
-    """The fused projection's output qkv (B, N, 3D) -> q, k, v, each (B, nh, N, hd): timm's
-    layout of the qkv weight (all heads' q, then k, then v). Split on the qkv axis before
-    moving heads forward: the backward then stacks the three gradients straight into the
-    (B, N, 3, nh, hd) layout (no extra copy)."""
-    B, N, D3 = qkv.shape
-    qkv = qkv.reshape(B, N, 3, num_heads, D3 // (3 * num_heads))  # (B, N, 3, nh, hd)
-    return tuple(t.transpose(1, 2) for t in qkv.unbind(2))  # 3 x (B, nh, N, hd)
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention with one fused qkv projection and SDPA; queries and keys are
-    rotated when a RoPE table is given (`vitmae.models.rope`)."""
-
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
-        super().__init__()
-        if dim % num_heads:
-            raise ConfigError(f"{num_heads} heads do not divide the width {dim}")
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, rope: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, N, D), rope None or (2, B or 1, 1, N, hd) -> (B, N, D)."""
-        B, N, D = x.shape
-        q, k, v = split_heads(self.qkv(x), self.num_heads)  # 3 x (B, nh, N, hd)
-        if rope is not None:
-            q, k = rotate(q, rope), rotate(k, rope)
-        x = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
-        return self.proj(x.transpose(1, 2).reshape(B, N, D))  # (B, N, D)
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, drop_path: float = 0.0,
-                 qkv_bias: bool = True, norm_eps: float = 1e-6):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias)
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x: torch.Tensor, rope: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """x: (B, N, D) -> (B, N, D); `generator` draws the drop-path masks."""
-        x = x + self.drop_path(self.attn(self.norm1(x), rope), generator)
-        return x + self.drop_path(self.mlp(self.norm2(x)), generator)
-
-
-def init_weights(module: nn.Module) -> None:
-    """MAE's initialisation: xavier-uniform linears, zero biases, unit LayerNorms."""
-    if isinstance(module, nn.Linear):
-        nn.init.xavier_uniform_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
 class VisionTransformer(nn.Module):
     """ViT with an optional class token and 2-D sin-cos position embeddings, fixed (MAE) or
     learned from that start (`pos_embed="learned"`, as timm's and HuggingFace's ViTs); with
@@ -182,18 +93,19 @@ class VisionTransformer(nn.Module):
         if rope and not class_token:
             raise ConfigError("rope: the rotary table has a class-token row; needs a class token")
         volume = not isinstance(img_size, int) and len(img_size) == 3
-        if volume and (rope or stem != "patch"):
-            raise ConfigError("volumes (3-D img_size) have cubic patches: no rope, no conv stem")
+        if volume and rope:
+            raise ConfigError("volumes (3-D img_size) have the 3-D sin-cos table: no rope")
         self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
         self.in_chans, self.num_classes, self.global_pool = in_chans, num_classes, global_pool
         self.patch_drop = patch_drop
         self.num_prefix_tokens = int(class_token)
-        if volume:
+        if stem == "conv":
+            self.patch_embed = ConvStem(tuple(img_size) if volume else _pair(img_size),
+                                        patch_size, in_chans, embed_dim, stem_width)
+        elif volume:
             self.patch_embed = PatchEmbed3d(img_size, patch_size, in_chans, embed_dim)
         else:
-            self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim) \
-                if stem == "patch" else ConvStem(_pair(img_size), patch_size, in_chans,
-                                                 embed_dim, stem_width)
+            self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         grid = self.patch_embed.grid_size  # (h, w), or (d, h, w) for volumes
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
         pos = sincos_grid(embed_dim, grid)  # (L, D)
