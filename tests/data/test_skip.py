@@ -2,6 +2,8 @@
 which skips an item that raises a BadDataError (replaced by the next good one, the file
 recorded) or re-raises it naming the file and the way to skip."""
 
+import itertools
+
 import pytest
 
 from vitmae.config import DataConfig
@@ -81,3 +83,12 @@ def test_other_errors_are_not_skipped(register):
     ds = build_dataset(register(Broken(2, {}), skip_bad=True), "train", True)
     with pytest.raises(RuntimeError, match="a bug"):
         ds[0]
+
+
+def test_a_wrapped_data_set_iterates_as_a_sequence(register):
+    # `for item in ds` (the sequence protocol) stops at the end instead of wrapping round
+    # for ever; a negative index counts from the end, past it is an IndexError.
+    ds = build_dataset(register(Items(3, {}), skip_bad=True), "train", True)
+    assert list(itertools.islice(iter(ds), 5)) == [0, 1, 2] and ds[-1] == 2
+    with pytest.raises(IndexError, match="item 3 of a data set of 3"):
+        ds[3]

@@ -83,6 +83,8 @@ class SkipBad(Dataset):
 
     def __getitem__(self, i: int):
         n = len(self.dataset)
+        if not -n <= i < n:  # as a sequence: `for item in dataset` stops at the end
+            raise IndexError(f"item {i} of a data set of {n}")
         for j in range(n):
             try:
                 return self.dataset[(i + j) % n]
