@@ -70,7 +70,7 @@ def train_cnn(cfg, args) -> dict:
     train = build_dataset(cfg.data, cfg.data.train_split, train=True)
     val = build_dataset(cfg.data, cfg.data.val_split, train=False)
     test = build_dataset(cfg.data, cfg.finetune.test_split, train=False)
-    y_val, y_test = (np.array([int(ds[i][1]) for i in range(len(ds))]) for ds in (val, test))
+    y_val, y_test = (ds.targets.numpy() for ds in (val, test))  # no transform run for labels
     torch.manual_seed(cfg.run.seed)
     model = small_cnn(args.width, train.num_classes)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
