@@ -1,6 +1,7 @@
 """Corruption augmentation (`finetune.corruption_aug`, `vitmae.train.corruption_aug`): with
 p = 1 every training image is corrupted, with p = 0 none is touched, the draws come from the
-step's generator; a run with it trains on other images than one without and resumes
+step's generator; with a corruption size, the crop is corrupted as the stored image would
+be (corrupted there, then resized); a run with it trains on other images than one without and resumes
 bit-identical when stopped mid-epoch; bad values name their key."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import signal
 
 import pytest
 import torch
+import torch.nn.functional as F
 from reliability.cli_runs import assert_same_run, resume
 from reliability.self_stop import stop_at_micro_batch
 
@@ -18,7 +20,7 @@ from vitmae.cli import main
 from vitmae.config import ConfigError, DataConfig, load_config
 from vitmae.data import build_dataset
 from vitmae.robust.attacks import from_pixels
-from vitmae.robust.corruptions import CORRUPTIONS, SEVERITIES
+from vitmae.robust.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from vitmae.runs.checkpoint import list_checkpoints
 from vitmae.tasks import build_task
 from vitmae.train.corruption_aug import CorruptionAugTask, draw_corruptions
@@ -82,6 +84,37 @@ def test_train_step_trains_on_the_corrupted_images(batch):
     assert torch.equal(seen[0][1], y)
 
 
+def _upsample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(1, C, h, w) -> (1, C, size, size), bilinear as the data transforms resize."""
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=True)
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "impulse_noise", "snow"])
+def test_corruption_size_corrupts_the_crop_as_its_stored_image(name):
+    """A 32 px image upsampled to 128 px: with size 32 the crop gets (within resampling
+    error) what corrupting the 32 px image and then upsampling gives, as `vitmae robustness`
+    builds its test images; at the crop's own size (128 px, the other parameter table,
+    per-pixel noise) it gets something else."""
+    x32 = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    crop = _upsample(x32, 128)  # (1, 3, 128, 128)
+    stored = _upsample(corrupt(x32, name, 3, 7), 128)  # what the test set holds, resized
+    at_32 = CorruptionAugTask(None, 1.0, (0.0,) * 3, (1.0,) * 3, size=32)
+    at_crop = CorruptionAugTask(None, 1.0, (0.0,) * 3, (1.0,) * 3)
+    err_32 = (at_32._corrupt_one(crop, name, 3, 7) - stored).abs().mean()
+    err_crop = (at_crop._corrupt_one(crop, name, 3, 7) - stored).abs().mean()
+    assert err_32 < 0.02 < err_crop
+    assert err_32 < (stored - crop).abs().mean() / 3  # far nearer than the corruption's size
+
+
+def test_corruption_size_of_the_crop_is_the_plain_corruption(batch):
+    (x, _), mean, std = batch  # (32, 1, 16, 16)
+    g = torch.Generator
+    plain = _task(1.0, mean, std).corrupt(x, g().manual_seed(0))
+    same = CorruptionAugTask(None, 1.0, mean, std, size=16).corrupt(x, g().manual_seed(0))
+    assert torch.equal(plain, same)
+
+
 # 128 digits / batch 32 = 4 steps per epoch, 2 epochs, a record every step
 FINETUNE = ("-c", "digits", "model.arch=vit_micro_patch4", "data.subset=128",
             "data.batch_size=32", "finetune.optim.epochs=2", "finetune.optim.warmup_epochs=1",
@@ -118,10 +151,12 @@ def test_corruption_aug_changes_training_and_resumes_bit_identical(tmp_path, mon
 @pytest.mark.parametrize("overrides", [
     ["finetune.corruption_aug=1.5"],
     ["finetune.corruption_aug=-0.1"],
+    ["finetune.corruption_aug=0.5", "finetune.corruption_size=4"],
+    ["finetune.corruption_aug=0.5", "finetune.corruption_size=64"],
     ["data.dataset=medmnist3d", "model.spatial_dims=3", "model.arch=vit_micro_patch4",
      "model.embed_dim=48", "model.decoder_embed_dim=48", "data.img_size=28",
      "pretrain.recon_every=0", "finetune.corruption_aug=0.5"],
 ])
 def test_bad_corruption_aug_names_its_key(overrides):
-    with pytest.raises(ConfigError, match=r"finetune\.corruption_aug"):
+    with pytest.raises(ConfigError, match=r"finetune\.corruption_(aug|size)"):
         load_config("digits", overrides)

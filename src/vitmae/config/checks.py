@@ -204,6 +204,10 @@ def _check_robust_training(cfg: Config) -> None:
          f"a probability: must be in [0, 1], got {f.corruption_aug}")
     need(not f.corruption_aug or cfg.model.spatial_dims == 2, "finetune.corruption_aug",
          "the common corruptions are of 2-D images; set 0 for volumes (model.spatial_dims=3)")
+    size = f.corruption_size
+    need(size is None or 8 <= size <= cfg.data.img_size, "finetune.corruption_size",
+         f"a size in pixels in [8, data.img_size={cfg.data.img_size}] (or null: the crop's "
+         f"own), got {size}")
 
 
 def _check_continued(o: PretrainConfig) -> None:

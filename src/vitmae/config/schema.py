@@ -239,6 +239,10 @@ class FinetuneConfig:
     # random severity 1-5 (Hendrycks & Dietterich 2019), applied to the training crop in the
     # step; 2-D images only
     corruption_aug: float = 0.0
+    # corrupt at this size (pixels, square) and add the change, resized back, to the crop,
+    # e.g. 32 for CIFAR-10 trained at 224 px: the stored size, where `vitmae robustness`
+    # corrupts test images (and so the same parameter table); None: at the crop's own size
+    corruption_size: int | None = None
 
 
 @dataclass

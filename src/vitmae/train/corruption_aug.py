@@ -14,6 +14,12 @@ parameter table is the crop's size's (ImageNet-C's above 64 px, so a CIFAR image
 160 px gets ImageNet-C's), and segmentation masks are kept as they are, as `vitmae robustness`
 keeps them (elastic and zoom blur move pixels a little off their labels). 2-D images with 1 or
 3 channels only.
+
+`size` (finetune.corruption_size) corrupts at the stored size instead of the crop's: the crop
+is area-resized to size x size, corrupted there (with that size's parameter table), and the
+change the corruption made is resized back bilinearly and added to the crop. For a CIFAR image
+upsampled to 224 px and corrupted at 32 px, that is the test's corruption (at 32 px, then the
+bilinear resize) on the training crop, whose detail the corruption leaves alone stays sharp.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from vitmae.robust.attacks import from_pixels, to_pixels
 from vitmae.robust.corruptions import CORRUPTIONS, SEVERITIES, corrupt
@@ -43,10 +50,12 @@ def draw_corruptions(B: int, p: float, generator: torch.Generator | None
 class CorruptionAugTask:
     """`task` trained on corrupted images: `train_step(model, batch, generator)` replaces
     each image of batch[0] (normalised (B, C, H, W)) with probability p by a corrupted one,
-    then runs `task.train_step`; the other images pass bit for bit."""
+    then runs `task.train_step`; the other images pass bit for bit. `size`: corrupt at
+    size x size and add the change, resized back (None: at the crop's own size)."""
 
-    def __init__(self, task, p: float, mean: Sequence[float], std: Sequence[float]):
-        self.task, self.p = task, p
+    def __init__(self, task, p: float, mean: Sequence[float], std: Sequence[float],
+                 size: int | None = None):
+        self.task, self.p, self.size = task, p, size
         self.mean, self.std = tuple(mean), tuple(std)
 
     def train_step(self, model, batch, generator: torch.Generator | None = None):
@@ -61,9 +70,20 @@ class CorruptionAugTask:
             if out is imgs:
                 out = imgs.clone()  # the caller's batch stays as it was
             x = to_pixels(imgs[i : i + 1], self.mean, self.std)  # (1, C, H, W) in [0, 1]
-            y = corrupt(x, name, severity, seed)  # (1, C, H, W) in [0, 1]
+            y = self._corrupt_one(x, name, severity, seed)  # (1, C, H, W) in [0, 1]
             out[i : i + 1] = from_pixels(y, self.mean, self.std).to(imgs.dtype)
         return out
+
+    def _corrupt_one(self, x: torch.Tensor, name: str, severity: int, seed: int
+                     ) -> torch.Tensor:
+        """x (1, C, H, W) pixels -> (1, C, H, W) corrupted, at self.size when set."""
+        H, W = x.shape[-2:]
+        if self.size is None or (H, W) == (self.size, self.size):
+            return corrupt(x, name, severity, seed)
+        small = F.interpolate(x, size=(self.size, self.size), mode="area")  # (1, C, s, s)
+        change = corrupt(small, name, severity, seed) - small  # (1, C, s, s)
+        change = F.interpolate(change, size=(H, W), mode="bilinear", align_corners=False)
+        return (x + change).clamp(0, 1)  # (1, C, H, W)
 
     def evaluator(self, *args, **kwargs):
         return self.task.evaluator(*args, **kwargs)

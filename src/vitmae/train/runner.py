@@ -171,8 +171,9 @@ def robust_training(cfg: Config, task, ds, log=dist.say):
         need(ds.in_chans in (1, 3), "finetune.corruption_aug",
              f"the common corruptions are of grey or RGB images; {cfg.data.dataset} has "
              f"{ds.in_chans} channels")
-        task = CorruptionAugTask(task, f.corruption_aug, ds.mean, ds.std)
-        log(f"corruption augmentation: each training image corrupted with probability "
+        task = CorruptionAugTask(task, f.corruption_aug, ds.mean, ds.std, f.corruption_size)
+        at = f" at {f.corruption_size} px" if f.corruption_size else ""
+        log(f"corruption augmentation: each training image corrupted{at} with probability "
             f"{f.corruption_aug:g}")
     return task
 
