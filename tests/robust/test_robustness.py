@@ -96,9 +96,26 @@ def test_metric_falls_with_severity_and_attack_and_records_agree(trained, digits
             assert im.format == "PNG" and min(im.size) >= 300
 
 
+def test_attack_at_the_stored_size_is_recorded_and_weaker(trained, capsys):
+    """The digits are stored at 8 px and read at 16: PGD on the 8 px grid, at eps 0 the
+    clean figure, at 8/255 below it and no stronger than PGD on the 16 px input."""
+    capsys.readouterr()
+    runs = {}
+    for size in ([], ["--attack-size", "8"]):
+        code = main(["robustness", "--checkpoint", str(trained), "--corruptions", "none",
+                     "--attacks", "pgd", "--eps", "0,8", "--subset", "200", *size])
+        runs[bool(size)] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert code == 0
+    grid, pixels = runs[True], runs[False]
+    assert grid["attack_size"] == 8 and pixels["attack_size"] is None
+    assert grid["pgd_0/255"] == grid["clean"] == pixels["clean"]
+    assert pixels["pgd_8/255"] <= grid["pgd_8/255"] < grid["clean"]
+
+
 def test_unknown_attack_and_bad_numbers_are_named(trained, capsys):
     for flags, named in ((["--attacks", "segpgd"], "'segpgd' is not an attack of task "
-                          "classify"), (["--eps", "eight"], "--eps take comma-separated")):
+                          "classify"), (["--eps", "eight"], "--eps take comma-separated"),
+                         (["--attack-size", "99"], "--attack-size: a size in pixels")):
         capsys.readouterr()
         code = main(["robustness", "--checkpoint", str(trained), "--corruptions", "none",
                      "--subset", "20", *flags])

@@ -1,8 +1,8 @@
 """Corruption augmentation (`finetune.corruption_aug`, `vitmae.train.corruption_aug`): with
 p = 1 every training image is corrupted, with p = 0 none is touched, the draws come from the
 step's generator; with a corruption size, the crop is corrupted as the stored image would
-be (corrupted there, then resized); a run with it trains on other images than one without and resumes
-bit-identical when stopped mid-epoch; bad values name their key."""
+be (corrupted there, then resized); a run with it trains on other images than one without
+and resumes bit-identical when stopped mid-epoch; bad values name their key."""
 
 from __future__ import annotations
 

@@ -56,7 +56,8 @@ def _robustness_options(args):
                        severities=tuple(int(s) for s in args.severities.split(",")),
                        attacks=None if args.attacks is None else names(args.attacks, ()),
                        eps=tuple(float(e) / 255 for e in args.eps.split(",")),
-                       steps=args.steps, subset=args.subset, seed=args.seed)
+                       steps=args.steps, subset=args.subset, seed=args.seed,
+                       attack_size=args.attack_size)
     except ValueError as e:
         raise UsageError(f"vitmae robustness: --severities and --eps take comma-separated "
                          f"numbers ({e})") from None

@@ -66,6 +66,9 @@ def _robustness_flags(p: argparse.ArgumentParser) -> None:
                    "segpgd (segmentation), or 'none' (default: the task's)")
     p.add_argument("--eps", default="8", help="comma-separated L-inf radii in 1/255 pixel units")
     p.add_argument("--steps", type=int, default=20, help="PGD and SegPGD iterations")
+    p.add_argument("--attack-size", type=int, metavar="S", help="perturb an S x S grid "
+                   "resized onto the input: the stored image's threat model (CIFAR-10: 32); "
+                   "default: the input's pixels")
     p.add_argument("--subset", type=int, metavar="N", help="a fixed class-balanced subset of "
                    "N test items (default: all)")
     p.add_argument("--seed", type=int, default=0, help="of the corruptions and attack starts")

@@ -200,6 +200,9 @@ def _check_robust_training(cfg: Config) -> None:
     need(f.adv_steps >= 1, "finetune.adv_steps", f"must be >= 1, got {f.adv_steps}")
     need(f.adv_alpha is None or f.adv_alpha > 0, "finetune.adv_alpha",
          f"must be > 0 (or null: the method's own), got {f.adv_alpha}")
+    need(f.adv_size is None or 1 <= f.adv_size <= cfg.data.img_size, "finetune.adv_size",
+         f"a size in pixels in [1, data.img_size={cfg.data.img_size}] (or null: the crop's "
+         f"own), got {f.adv_size}")
     need(0.0 <= f.corruption_aug <= 1.0, "finetune.corruption_aug",
          f"a probability: must be in [0, 1], got {f.corruption_aug}")
     need(not f.corruption_aug or cfg.model.spatial_dims == 2, "finetune.corruption_aug",

@@ -235,6 +235,9 @@ class FinetuneConfig:
     # for pgd (the rule of Madry's lab's `robustness` library: the steps can cross the ball
     # from any start; Madry et al.'s CIFAR-10 run took 7 steps of 2/255, 1.75 eps in all)
     adv_alpha: float | None = None
+    # the perturbation's grid: adv_size x adv_size resized onto the training crop (the stored
+    # image's threat model, 32 for CIFAR-10 at 160 or 224 px); None: the crop's own pixels
+    adv_size: int | None = None
     # probability that a training image is replaced by one of the 15 common corruptions at a
     # random severity 1-5 (Hendrycks & Dietterich 2019), applied to the training crop in the
     # step; 2-D images only

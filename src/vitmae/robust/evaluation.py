@@ -47,6 +47,9 @@ class Options:
     attacks: tuple[str, ...] | None = None  # None: the task's (ATTACKS)
     eps: tuple[float, ...] = (8 / 255,)  # L-inf radius in pixel units
     steps: int = 20  # of PGD and SegPGD (APGD: its own 100)
+    # the attacks' grid: the perturbation at attack_size x attack_size resized onto the input
+    # (the stored image's threat model: 32 for CIFAR-10); None: the input's own pixels
+    attack_size: int | None = None
     subset: int | None = None  # a fixed class-balanced subset of the test split; None: all
     seed: int = 0
 
@@ -74,6 +77,9 @@ def run_robustness(cfg: Config, checkpoint: str | Path, opts: Options,
     if is_mae(state):
         raise UsageError(f"{checkpoint}: an MAE pretraining run has no {cfg.task} head; "
                          f"fine-tune it first")
+    if opts.attack_size is not None and not 1 <= opts.attack_size <= cfg.data.img_size:
+        raise UsageError(f"--attack-size: a size in pixels in [1, data.img_size="
+                         f"{cfg.data.img_size}], got {opts.attack_size}")
     device = setup(cfg)
     full = build_dataset(cfg.data, cfg.data.val_split, train=False)
     ds = fixed_subset(full, opts.subset, opts.seed)
@@ -108,12 +114,13 @@ def run_robustness(cfg: Config, checkpoint: str | Path, opts: Options,
         for eps in opts.eps:
             t0 = time.perf_counter()
             metrics = attacked_metrics(model, task, cfg.task, ds, (full.mean, full.std),
-                                       attack, eps, opts.steps, opts.seed, B, device)
+                                       attack, eps, opts.steps, opts.seed, B, device,
+                                       opts.attack_size)
             record("attack", metrics, t0, attack=attack, eps=eps)
     summary = summarize(records, key, opts)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     for path in save_robustness_figures(out, records, key, model, cfg.task, full, ds, device,
-                                        opts.seed, opts.steps):
+                                        opts.seed, opts.steps, opts.attack_size):
         log(f"wrote {path}")
     return summary, records
 

@@ -89,7 +89,8 @@ def describe(net: Normalized, task: str, x: torch.Tensor, y: torch.Tensor,
 
 
 def example_columns(model, task: str, full, ds, records: list[dict], device: torch.device,
-                    seed: int, steps: int, rows: int = ROWS) -> dict[str, list[Panel]]:
+                    seed: int, steps: int, rows: int = ROWS,
+                    size: int | None = None) -> dict[str, list[Panel]]:
     """column name -> a Panel per shown item: (ground truth,) clean, corruptions, attack."""
     items, classes = shown_items(ds, rows), getattr(full, "classes", None)
     net = Normalized(model, full.mean, full.std).to(device)
@@ -112,20 +113,20 @@ def example_columns(model, task: str, full, ds, records: list[dict], device: tor
     if (strongest := strongest_attack(records)) is not None:
         attack, eps = strongest
         g = torch.Generator(device=device).manual_seed(seed)
-        x_adv = attack_batch(net, task, batch, attack, eps, steps, seed, g)
+        x_adv = attack_batch(net, task, batch, attack, eps, steps, seed, g, size)
         columns[f"{attack} {eps * 255:g}/255"] = describe(net, task, x_adv, y, classes)
     return columns
 
 
 def save_robustness_figures(out: Path, records: list[dict], metric: str, model, task: str,
                             full, ds, device: torch.device, seed: int,
-                            steps: int) -> list[Path]:
+                            steps: int, size: int | None = None) -> list[Path]:
     """Write severity.png and examples.png into `out`; -> their paths."""
     n = records[0]["n"]
     paths = [out / SEVERITY_PNG, out / EXAMPLES_PNG]
     save_figure(severity_figure(records, metric, GROUPS), paths[0],
                 f"{metric} on {n} test items: clean, corrupted, attacked")
-    columns = example_columns(model, task, full, ds, records, device, seed, steps)
+    columns = example_columns(model, task, full, ds, records, device, seed, steps, size=size)
     marks = "" if task == "segment" else f" ({MARK[True]} right, {MARK[False]} wrong)"
     save_figure(examples_figure(columns), paths[1], f"{task}: predictions on "
                 f"{len(columns['clean'])} of the {n} test items{marks}", fontsize=9)

@@ -17,6 +17,10 @@ default), so a seeded run repeats and a resumed one continues exactly. The attac
 differentiates w.r.t. the input only: no `.grad` of a parameter is written before the wrapped
 task's step. Its forward passes run inside the step's autocast. The step's loss and metrics
 are those of the adversarial batch; evaluation is clean (`evaluator` delegates).
+
+With `size` (finetune.adv_size) the perturbation lives on a size x size grid resized onto the
+training crop (`vitmae.robust.lowres`): the stored image's threat model, CIFAR-10's 32 px for
+a model trained at 160 or 224 px, as `vitmae robustness --attack-size` measures it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from vitmae.robust.attacks import Normalized, fgsm, from_pixels, pgd, segpgd, to_pixels
+from vitmae.robust.lowres import at_size, lift
 from vitmae.runs.checkpoint import unwrap
 
 Attack = Literal["fgsm", "pgd", "segpgd"]
@@ -61,8 +66,8 @@ class AdversarialTask:
     masks (B, H, W)), then runs `task.train_step` on the result."""
 
     def __init__(self, task, attack: Attack, eps: float, steps: int, alpha: float | None,
-                 mean: Sequence[float], std: Sequence[float]):
-        self.task, self.attack, self.eps, self.steps = task, attack, eps, steps
+                 mean: Sequence[float], std: Sequence[float], size: int | None = None):
+        self.task, self.attack, self.eps, self.steps, self.size = task, attack, eps, steps, size
         self.alpha = default_alpha(attack, eps, steps) if alpha is None else alpha
         self.mean, self.std = tuple(mean), tuple(std)
 
@@ -77,12 +82,15 @@ class AdversarialTask:
         so that its forward passes start no gradient synchronisation."""
         net = Normalized(DrawsFrom(unwrap(model), generator), self.mean, self.std)
         x, y = to_pixels(batch[0], self.mean, self.std), batch[1]  # (B, C, H, W) in [0, 1]
+        f, z = at_size(net, x, self.size)  # attacked on (B, C, s, s) when size is set
         if self.attack == "fgsm":
-            return fgsm(net, x, y, self.eps, random_start=True, alpha=self.alpha,
-                        generator=generator)
-        if self.attack == "segpgd":
-            return segpgd(net, x, y, self.eps, self.alpha, self.steps, generator=generator)
-        return pgd(net, x, y, self.eps, self.alpha, self.steps, generator=generator)
+            z = fgsm(f, z, y, self.eps, random_start=True, alpha=self.alpha,
+                     generator=generator)
+        elif self.attack == "segpgd":
+            z = segpgd(f, z, y, self.eps, self.alpha, self.steps, generator=generator)
+        else:
+            z = pgd(f, z, y, self.eps, self.alpha, self.steps, generator=generator)
+        return lift(f, z).detach()  # (B, C, H, W)
 
     def evaluator(self, *args, **kwargs):
         return self.task.evaluator(*args, **kwargs)
