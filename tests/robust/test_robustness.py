@@ -19,6 +19,7 @@ from vitmae.robust.attacked import seg_targets
 from vitmae.robust.corrupted import CorruptedSet, transform_owner
 from vitmae.robust.corruptions import corrupt
 from vitmae.robust.evaluation import Options, fixed_subset, summarize
+from vitmae.viz.report import robustness_rows
 
 # one 16 px patch per image: the micro ViT learns the digits in a few epochs (clean ~0.85)
 TRAIN = ["-c", "digits", "model.arch=vit_micro_patch4", "model.patch_size=16",
@@ -108,6 +109,10 @@ def test_attack_at_the_stored_size_is_recorded_and_weaker(trained, capsys):
         assert code == 0
     grid, pixels = runs[True], runs[False]
     assert grid["attack_size"] == 8 and pixels["attack_size"] is None
+    records = [json.loads(x) for x in
+               (trained / "robustness" / "records.jsonl").read_text().splitlines()]
+    assert [r.get("size") for r in records if r["kind"] == "attack"] == [8, 8]
+    assert ("pgd, eps 8/255, at 8 px", grid["pgd_8/255"]) in robustness_rows(grid)
     assert grid["pgd_0/255"] == grid["clean"] == pixels["clean"]
     assert pixels["pgd_8/255"] <= grid["pgd_8/255"] < grid["clean"]
 

@@ -116,7 +116,8 @@ def run_robustness(cfg: Config, checkpoint: str | Path, opts: Options,
             metrics = attacked_metrics(model, task, cfg.task, ds, (full.mean, full.std),
                                        attack, eps, opts.steps, opts.seed, B, device,
                                        opts.attack_size)
-            record("attack", metrics, t0, attack=attack, eps=eps)
+            grid = {"size": opts.attack_size} if opts.attack_size else {}
+            record("attack", metrics, t0, attack=attack, eps=eps, **grid)
     summary = summarize(records, key, opts)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     for path in save_robustness_figures(out, records, key, model, cfg.task, full, ds, device,

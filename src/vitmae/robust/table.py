@@ -25,5 +25,6 @@ def robustness_table(records: list[dict], summary: dict) -> str:
                      + f"{_pct(summary['corruption_mean']):>8}")
     for r in records:
         if r["kind"] == "attack":
-            lines.append(f"{r['attack']:<10} eps {r['eps'] * 255:g}/255: {_pct(r[key])}")
+            grid = f" at {r['size']} px" if r.get("size") else ""
+            lines.append(f"{r['attack']:<10} eps {r['eps'] * 255:g}/255{grid}: {_pct(r[key])}")
     return "\n".join(lines)

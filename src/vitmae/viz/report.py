@@ -209,9 +209,10 @@ def robustness_rows(summary: dict) -> list[tuple[str, float]]:
     if "corruption_mean" in summary:
         rows.append(("corruptions, mean", summary["corruption_mean"]))
         rows += [(f"corruptions, severity {s}", v) for s, v in summary["by_severity"].items()]
+    grid = f", at {summary['attack_size']} px" if summary.get("attack_size") else ""
     for key, value in summary.items():
         if (attack := ATTACK_KEY.fullmatch(key)) is not None:
-            rows.append((f"{attack[1]}, eps {attack[2]}/255", value))
+            rows.append((f"{attack[1]}, eps {attack[2]}/255{grid}", value))
     return rows
 
 
