@@ -13,6 +13,8 @@ runs on z from z0 (within eps of it, in [0, 1]) against
 and `lift(z)` is that input. Bilinear resizing is a convex combination, so the input moves by
 at most eps per pixel too; for an input that is itself the bilinear upsampling of a stored
 image (CIFAR-10's test images), it is the stored image's attack up to how z0 stands for it.
+Corruption augmentation at the stored size (finetune.corruption_size) shares `shrink` and
+`add_change`: a corruption of z0 instead of an attack.
 """
 
 from __future__ import annotations
@@ -22,8 +24,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+def shrink(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixels (B, C, H, W) -> (B, C, size, size), area-resized: the grid's starting point."""
+    return F.interpolate(x, size=(size, size), mode="area")
+
+
+def add_change(x: torch.Tensor, z: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) plus the change z - z0 made on the grid (B, C, s, s), resized back
+    bilinearly, in [0, 1]: what an attack or a corruption at size s does to x."""
+    change = F.interpolate(z - z0, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return (x + change).clamp(0, 1)  # (B, C, H, W)
 
 
 class Lifted(nn.Module):
@@ -37,7 +47,7 @@ class Lifted(nn.Module):
 
     def lift(self, z: torch.Tensor) -> torch.Tensor:
         """(B, C, s, s) -> the input (B, C, H, W) it stands for."""
-        return (self.x + _resize(z - self.z0, self.x.shape[-2:])).clamp(0, 1)
+        return add_change(self.x, z, self.z0)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(self.lift(z))
@@ -50,7 +60,7 @@ def at_size(net: nn.Module, x: torch.Tensor, size: int | None
     back with `lift`."""
     if size is None or tuple(x.shape[-2:]) == (size, size):
         return net, x
-    z0 = F.interpolate(x, size=(size, size), mode="area")  # (B, C, s, s)
+    z0 = shrink(x, size)  # (B, C, s, s)
     return Lifted(net, x, z0), z0
 
 

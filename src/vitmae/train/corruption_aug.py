@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from vitmae.robust.attacks import from_pixels, to_pixels
 from vitmae.robust.corruptions import CORRUPTIONS, SEVERITIES, corrupt
+from vitmae.robust.lowres import add_change, shrink
 
 
 def draw_corruptions(B: int, p: float, generator: torch.Generator | None
@@ -80,10 +80,8 @@ class CorruptionAugTask:
         H, W = x.shape[-2:]
         if self.size is None or (H, W) == (self.size, self.size):
             return corrupt(x, name, severity, seed)
-        small = F.interpolate(x, size=(self.size, self.size), mode="area")  # (1, C, s, s)
-        change = corrupt(small, name, severity, seed) - small  # (1, C, s, s)
-        change = F.interpolate(change, size=(H, W), mode="bilinear", align_corners=False)
-        return (x + change).clamp(0, 1)  # (1, C, H, W)
+        small = shrink(x, self.size)  # (1, C, s, s)
+        return add_change(x, corrupt(small, name, severity, seed), small)  # (1, C, H, W)
 
     def evaluator(self, *args, **kwargs):
         return self.task.evaluator(*args, **kwargs)
