@@ -21,6 +21,7 @@ from vitmae.robust.attacks import (
     apgd_ce,
     default_loss,
     fgsm,
+    nfgsm,
     pgd,
     segpgd,
     segpgd_loss,
@@ -199,6 +200,27 @@ def test_fgsm_is_the_sign_of_the_gradient_on_a_linear_model():
     # the gradient's sign (a step of eps could end at 0)
     delta = fgsm(model, x, y, eps, random_start=True, generator=_gen()) - x
     assert (delta * sign).min() >= 0.25 * eps - 1e-6
+
+
+def test_nfgsm_steps_from_the_noisy_image_without_projecting_back():
+    """de Jorge et al.'s N-FGSM: noise of 2 eps, a step of eps along the gradient's sign at
+    the noisy point, clamped to [0, 1] only; on a linear model the sign is the same
+    everywhere, so x_adv = clamp(x + noise + eps * sign)."""
+    model, sign = _linear()
+    x = 0.25 + 0.5 * torch.rand(64, 3, 4, 4, generator=_gen())  # away from 0 and 1
+    y = torch.zeros(64, dtype=torch.int64)  # the loss rises along class 1 minus class 0
+    eps = 8 / 255
+    noise = pgd(nn.Identity(), x, None, 2 * eps, 1 / 255, 0, generator=_gen(3)) - x
+    x_adv = nfgsm(model, x, y, eps, generator=_gen(3))
+    torch.testing.assert_close(x_adv, (x + noise + eps * sign).clamp(0, 1), rtol=0, atol=1e-6)
+    delta = x_adv - x
+    assert delta.abs().max() <= 3 * eps + 1e-6
+    assert delta.abs().max() > 2.5 * eps  # not projected back to the eps-ball
+    # without noise: FGSM's step from the image itself
+    torch.testing.assert_close(nfgsm(model, x, y, eps, noise=0.0), fgsm(model, x, y, eps))
+    x01 = torch.randint(0, 2, (8, 3, 4, 4), generator=_gen()).float()  # pixels at 0 and 1
+    out = nfgsm(model, x01, y[:8], eps, generator=_gen())
+    assert out.min() >= 0 and out.max() <= 1
 
 
 def test_random_start_is_uniform_in_the_ball_and_seeded():

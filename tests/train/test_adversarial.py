@@ -20,7 +20,7 @@ from vitmae.config import ConfigError, DataConfig, ModelConfig, RunConfig, load_
 from vitmae.data import build_dataset
 from vitmae.models.segmenter import build_segmenter
 from vitmae.models.vit import build_vit
-from vitmae.robust.attacks import Normalized, pgd, to_pixels
+from vitmae.robust.attacks import Normalized, nfgsm, pgd, to_pixels
 from vitmae.runs.checkpoint import list_checkpoints
 from vitmae.runs.folder import run_differences
 from vitmae.tasks import build_task
@@ -47,7 +47,7 @@ def digits():
 
 def _train(data, attack: str | None, epochs: int = 4, seed: int = 0) -> torch.nn.Module:
     """A micro ViT trained on the digits (batch 128, AdamW), on clean images or, with
-    `attack`, through AdversarialTask (2 PGD steps) -> the model in eval mode."""
+    `attack`, through AdversarialTask (PGD: 2 steps) -> the model in eval mode."""
     x, y, mean, std = data
     torch.manual_seed(seed)
     model = build_vit(ModelConfig(arch="vit_micro_patch4", drop_path=0.0), 8, 1, 10)
@@ -73,21 +73,36 @@ def clean_model(digits):
     return _train(digits[0], None)
 
 
-@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+@pytest.mark.parametrize("attack, reach", [("fgsm", 1), ("pgd", 1), ("nfgsm", 3)])
 def test_adversarial_batch_is_within_eps_in_pixels_and_raises_the_loss(digits, clean_model,
-                                                                         attack):
+                                                                         attack, reach):
+    """Within eps of the clean pixels (N-FGSM: noise 2 eps plus a step of eps, unprojected)."""
     x, y, mean, std = (t[:128] if isinstance(t, torch.Tensor) else t for t in digits[1])
     task = AdversarialTask(build_task("classify", num_classes=10), attack, EPS, 3, None,
                            mean, std)
     x_adv = task.perturb(clean_model, (x, y), torch.Generator().manual_seed(0))
     pixels = to_pixels(x, mean, std)  # (B, 1, 8, 8) in [0, 1]
-    assert (x_adv - pixels).abs().max() <= EPS + 1e-6
+    assert (x_adv - pixels).abs().max() <= reach * EPS + 1e-6
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert all(p.grad is None for p in clean_model.parameters())  # the input's gradient only
     net = Normalized(clean_model, mean, std)
     with torch.no_grad():
         clean, adv = F.cross_entropy(net(pixels), y), F.cross_entropy(net(x_adv), y)
     assert adv > clean + 0.5, (clean, adv)
+
+
+def test_nfgsm_training_images_are_de_jorges(digits, clean_model):
+    """finetune.adversarial=nfgsm perturbs with N-FGSM (noise 2 eps, a step of eps, not
+    projected back), drawing from the step's generator."""
+    x, y, mean, std = (t[:32] if isinstance(t, torch.Tensor) else t for t in digits[1])
+    task = AdversarialTask(build_task("classify", num_classes=10), "nfgsm", EPS, 1, None,
+                           mean, std)
+    got = task.perturb(clean_model, (x, y), torch.Generator().manual_seed(0))
+    pixels = to_pixels(x, mean, std)  # (B, 1, 8, 8) in [0, 1]
+    want = nfgsm(Normalized(clean_model, mean, std), pixels, y, EPS,
+                 generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert (got - pixels).abs().max() > 1.5 * EPS
 
 
 def test_train_step_trains_on_the_attacked_images(digits, clean_model):
@@ -165,9 +180,11 @@ def test_sharded_adversarial_step_repeats_exactly(micro_vit):
     assert all(torch.equal(a, b) for a, b in zip(grads(), grads(), strict=True))
 
 
-def test_pgd_training_withstands_pgd_better_than_clean_training(digits, clean_model):
+@pytest.mark.parametrize("attack", ["pgd", "nfgsm"])
+def test_adversarial_training_withstands_pgd_better_than_clean_training(digits, clean_model,
+                                                                       attack):
     x, y, mean, std = digits[1]
-    robust_model = _train(digits[0], "pgd")
+    robust_model = _train(digits[0], attack)
 
     def robust_accuracy(model) -> float:
         net = Normalized(model, mean, std)
@@ -176,8 +193,8 @@ def test_pgd_training_withstands_pgd_better_than_clean_training(digits, clean_mo
         with torch.no_grad():
             return (net(x_adv).argmax(-1) == y).float().mean().item()
 
-    clean_trained, pgd_trained = robust_accuracy(clean_model), robust_accuracy(robust_model)
-    assert pgd_trained > clean_trained + 0.15, (clean_trained, pgd_trained)
+    clean_trained, adv_trained = robust_accuracy(clean_model), robust_accuracy(robust_model)
+    assert adv_trained > clean_trained + 0.15, (clean_trained, adv_trained)
 
 
 def test_default_alpha_is_the_papers():
@@ -185,6 +202,7 @@ def test_default_alpha_is_the_papers():
     fgsm = AdversarialTask(task, "fgsm", 8 / 255, 7, None, (0.5,), (0.5,))
     pgd7 = AdversarialTask(task, "pgd", 8 / 255, 7, None, (0.5,), (0.5,))
     assert fgsm.alpha == pytest.approx(10 / 255) and pgd7.alpha == pytest.approx(20 / 7 / 255)
+    assert AdversarialTask(task, "nfgsm", 8 / 255, 7, None, (0.5,), (0.5,)).alpha == 8 / 255
     assert AdversarialTask(task, "pgd", 8 / 255, 7, 2 / 255, (0.5,), (0.5,)).alpha == 2 / 255
 
 
@@ -195,6 +213,8 @@ def test_without_the_options_the_task_is_not_wrapped():
     assert robust_training(load_config("digits"), task, ds) is task
     cfg = load_config("digits", ["task=segment", "finetune.adversarial=pgd"])
     assert robust_training(cfg, task, ds).attack == "segpgd"  # SegPGD-AT for segmentation
+    cfg = load_config("digits", ["finetune.adversarial=nfgsm"])
+    assert robust_training(cfg, task, ds).attack == "nfgsm"
 
 
 # 128 digits / batch 32 = 4 steps per epoch, 2 epochs; records every 3 steps, so the stop at

@@ -226,14 +226,17 @@ class FinetuneConfig:
     # "Fast is better than free"), about 2x a clean step; "pgd": PGD-k from a random start
     # (Madry et al. 2018), about (k+1)x; with task=segment, "pgd" ascends SegPGD's loss
     # (SegPGD-AT, Gu et al. 2022: it fools more pixels than per-pixel CE in as many steps)
-    # and "fgsm" per-pixel CE (one step: SegPGD's first step weighs only correct pixels)
-    adversarial: Literal["none", "fgsm", "pgd"] = "none"
+    # and "fgsm" per-pixel CE (one step: SegPGD's first step weighs only correct pixels);
+    # "nfgsm": N-FGSM (de Jorge et al. 2022), one step of adv_eps from the image plus noise of
+    # 2 adv_eps, unprojected: single-step cost without FGSM's catastrophic overfitting at 8/255
+    adversarial: Literal["none", "fgsm", "nfgsm", "pgd"] = "none"
     # L-inf radius in pixels in [0, 1] (YAML: 0.03137254901960784): the CIFAR-10 standard
     adv_eps: float = 8 / 255
     adv_steps: int = 7  # PGD's steps: Madry et al.'s CIFAR-10 training attack (PGD-7)
-    # step size in pixels; None: 1.25 adv_eps for fgsm (Wong et al.), 2.5 adv_eps / adv_steps
-    # for pgd (the rule of Madry's lab's `robustness` library: the steps can cross the ball
-    # from any start; Madry et al.'s CIFAR-10 run took 7 steps of 2/255, 1.75 eps in all)
+    # step size in pixels; None: 1.25 adv_eps for fgsm (Wong et al.), adv_eps for nfgsm,
+    # 2.5 adv_eps / adv_steps for pgd (the rule of Madry's lab's `robustness` library: the
+    # steps can cross the ball from any start; Madry et al.'s CIFAR-10 run took 7 steps of
+    # 2/255, 1.75 eps in all)
     adv_alpha: float | None = None
     # the perturbation's grid: adv_size x adv_size resized onto the training crop (the stored
     # image's threat model, 32 for CIFAR-10 at 160 or 224 px); None: the crop's own pixels

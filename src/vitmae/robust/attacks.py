@@ -1,5 +1,6 @@
 """L-inf adversarial attacks on pixel images: FGSM (Goodfellow et al. 2015) and FGSM with a
-random start (Wong et al. 2020, "Fast is better than free"), PGD (Madry et al. 2018), SegPGD
+random start (Wong et al. 2020, "Fast is better than free"), N-FGSM, a training attack
+(de Jorge et al. 2022), PGD (Madry et al. 2018), SegPGD
 for segmentation (Gu et al., ECCV 2022) and, as the check against gradient masking,
 torchattacks' APGD-CE (Croce & Hein 2020).
 
@@ -175,6 +176,29 @@ def fgsm(
     if alpha is None:
         alpha = 1.25 * eps if random_start else eps
     return pgd(model, x, y, eps, alpha, 1, random_start, generator, loss_fn)
+
+
+def nfgsm(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    alpha: float | None = None,
+    noise: float | None = None,
+    generator: torch.Generator | None = None,
+    loss_fn: Loss | None = None,
+) -> torch.Tensor:
+    """N-FGSM (de Jorge et al., NeurIPS 2022, "Make some noise"): one step of alpha (default
+    eps) along the gradient's sign from x plus U(-noise, noise) per pixel (default 2 eps),
+    clamped to [0, 1] only: not projected back to the eps-ball, so the perturbation reaches
+    noise + alpha. The stronger noise and the unprojected step keep single-step adversarial
+    training from catastrophic overfitting at 8/255, where FGSM from a random start (Wong et
+    al.) falls into it. A training attack: its images leave the eps-ball, so it measures
+    nothing at eps. x (B, C, H, W) in [0, 1] -> perturbed images (B, C, H, W)."""
+    alpha = eps if alpha is None else alpha
+    x_noisy = _random_start(x.detach(), 2 * eps if noise is None else noise, generator)
+    grad = _input_grad(model, x_noisy, y, loss_fn or default_loss)
+    return (x_noisy + alpha * grad.sign()).clamp(0, 1).detach()
 
 
 def segpgd_loss(

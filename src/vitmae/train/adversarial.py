@@ -7,7 +7,10 @@ L-inf adversarial ones before the wrapped task's own step.
   as FGSM's, is `vitmae.robust.attacks.default_loss`, chosen by the targets: CE (without the
   task's label smoothing), BCE for label vectors, per-pixel CE of the main head without void
   pixels;
-- "segpgd": PGD on SegPGD's loss, for segmentation (SegPGD-AT, Gu et al. 2022).
+- "segpgd": PGD on SegPGD's loss, for segmentation (SegPGD-AT, Gu et al. 2022);
+- "nfgsm": N-FGSM (de Jorge et al. 2022): one FGSM step of eps from the image plus noise of
+  2 eps, not projected back to the ball; single-step training that does not collapse at 8/255
+  as "fgsm" does (catastrophic overfitting).
 
 The attack runs in pixel units through `Normalized` (the data pipeline's mean and std), with
 the model in its training mode, as the papers do (drop-path and patch dropout active,
@@ -31,11 +34,19 @@ from typing import Literal
 import torch
 import torch.nn as nn
 
-from vitmae.robust.attacks import Normalized, fgsm, from_pixels, pgd, segpgd, to_pixels
+from vitmae.robust.attacks import (
+    Normalized,
+    fgsm,
+    from_pixels,
+    nfgsm,
+    pgd,
+    segpgd,
+    to_pixels,
+)
 from vitmae.robust.lowres import at_size, lift
 from vitmae.runs.checkpoint import unwrap
 
-Attack = Literal["fgsm", "pgd", "segpgd"]
+Attack = Literal["fgsm", "nfgsm", "pgd", "segpgd"]
 
 
 class DrawsFrom(nn.Module):
@@ -54,10 +65,12 @@ class DrawsFrom(nn.Module):
 
 def default_alpha(attack: Attack, eps: float, steps: int) -> float:
     """The default step size: FGSM with a random start 1.25 eps (Wong et al. 2020: a step
-    larger than eps undoes the start's offset); PGD 2.5 eps / steps, the rule of Madry's lab's
-    `robustness` library (Engstrom et al. 2019): together the steps can cross the ball from
-    any start and move along its boundary."""
-    return 1.25 * eps if attack == "fgsm" else 2.5 * eps / steps
+    larger than eps undoes the start's offset); N-FGSM eps (de Jorge et al. 2022); PGD
+    2.5 eps / steps, the rule of Madry's lab's `robustness` library (Engstrom et al. 2019):
+    together the steps can cross the ball from any start and move along its boundary."""
+    if attack == "fgsm":
+        return 1.25 * eps
+    return eps if attack == "nfgsm" else 2.5 * eps / steps
 
 
 class AdversarialTask:
@@ -78,14 +91,17 @@ class AdversarialTask:
 
     def perturb(self, model, batch, generator: torch.Generator | None = None) -> torch.Tensor:
         """The adversarial pixels (B, C, H, W) in [0, 1] of batch[0], within eps of its
-        pixels; the model under DDP or torch.compile is attacked unwrapped (same weights),
-        so that its forward passes start no gradient synchronisation."""
+        pixels (N-FGSM's within 3 eps); the model under DDP or torch.compile is attacked
+        unwrapped (same weights), so that its forward passes start no gradient
+        synchronisation."""
         net = Normalized(DrawsFrom(unwrap(model), generator), self.mean, self.std)
         x, y = to_pixels(batch[0], self.mean, self.std), batch[1]  # (B, C, H, W) in [0, 1]
         f, z = at_size(net, x, self.size)  # attacked on (B, C, s, s) when size is set
         if self.attack == "fgsm":
             z = fgsm(f, z, y, self.eps, random_start=True, alpha=self.alpha,
                      generator=generator)
+        elif self.attack == "nfgsm":
+            z = nfgsm(f, z, y, self.eps, alpha=self.alpha, generator=generator)
         elif self.attack == "segpgd":
             z = segpgd(f, z, y, self.eps, self.alpha, self.steps, generator=generator)
         else:

@@ -164,7 +164,7 @@ def robust_training(cfg: Config, task, ds, log=dist.say):
         attack = "segpgd" if f.adversarial == "pgd" and cfg.task == "segment" else f.adversarial
         task = AdversarialTask(task, attack, f.adv_eps, f.adv_steps, f.adv_alpha, ds.mean,
                                ds.std, f.adv_size)
-        steps = f"{f.adv_steps} steps of " if attack != "fgsm" else ""
+        steps = f"{f.adv_steps} steps of " if attack in ("pgd", "segpgd") else ""
         at = f", on a {f.adv_size} px grid" if f.adv_size else ""
         log(f"adversarial training: {attack}, eps {f.adv_eps * 255:g}/255, "
             f"{steps}{task.alpha * 255:g}/255{at}")
