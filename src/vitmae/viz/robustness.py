@@ -67,7 +67,8 @@ def _corruption_panel(ax, cor: list[dict], metric: str, groups: dict) -> None:
     sevs = sorted({r["severity"] for r in cor})
     if cor:
         ax.plot(sevs, [np.mean([r[metric] for r in cor if r["severity"] == s]) for s in sevs],
-                color="black", lw=3, label="mean")
+                color="black", lw=3, marker="_", ms=24, mew=3,  # the marker: seen at one severity
+                label="mean")
     ax.set(xlabel="severity", xticks=sevs, title="common corruptions")
 
 
