@@ -118,6 +118,24 @@ def test_train_step_trains_on_the_attacked_images(digits, clean_model):
     assert not torch.allclose(imgs, x, atol=1e-3) and torch.equal(labels, y)
 
 
+@pytest.mark.parametrize("fraction, k", [(0.5, 8), (0.3, 5), (1.0, 16)])
+def test_adv_fraction_attacks_the_first_images_and_keeps_the_rest(digits, clean_model,
+                                                                  fraction, k):
+    x, y, mean, std = (t[:16] if isinstance(t, torch.Tensor) else t for t in digits[1])
+    task = AdversarialTask(build_task("classify", num_classes=10), "fgsm", EPS, 1, None,
+                           mean, std, fraction=fraction)
+    seen = []
+    task.task.train_step = lambda model, batch, g: seen.append(batch) or (torch.zeros(()), {})
+    task.train_step(clean_model, (x, y), torch.Generator().manual_seed(0))
+    imgs, labels = seen[0]
+    want = task.perturb(clean_model, (x[:k], y[:k]), torch.Generator().manual_seed(0))
+    assert imgs.shape == x.shape and torch.equal(labels, y)
+    torch.testing.assert_close(to_pixels(imgs[:k], mean, std), want, rtol=0, atol=1e-6)
+    assert (to_pixels(imgs[:k], mean, std) - to_pixels(x[:k], mean, std)).abs().amax(
+        (1, 2, 3)).min() > EPS / 2  # every one of the first k is attacked
+    assert torch.equal(imgs[k:], x[k:])  # the rest as they came
+
+
 def test_the_attack_draws_from_the_step_generator_only(digits):
     """Random start and drop-path in the attack's forward passes: the same generator gives
     the same images whatever torch's default generator holds, another seed others."""
@@ -213,8 +231,9 @@ def test_without_the_options_the_task_is_not_wrapped():
     assert robust_training(load_config("digits"), task, ds) is task
     cfg = load_config("digits", ["task=segment", "finetune.adversarial=pgd"])
     assert robust_training(cfg, task, ds).attack == "segpgd"  # SegPGD-AT for segmentation
-    cfg = load_config("digits", ["finetune.adversarial=nfgsm"])
-    assert robust_training(cfg, task, ds).attack == "nfgsm"
+    cfg = load_config("digits", ["finetune.adversarial=nfgsm", "finetune.adv_fraction=0.5"])
+    wrapped = robust_training(cfg, task, ds)
+    assert (wrapped.attack, wrapped.fraction) == ("nfgsm", 0.5)
 
 
 # 128 digits / batch 32 = 4 steps per epoch, 2 epochs; records every 3 steps, so the stop at
@@ -252,6 +271,8 @@ def test_fgsm_run_stopped_mid_epoch_resumes_bit_identical(tmp_path, monkeypatch,
     ("finetune.adv_steps=0", "finetune.adv_steps"),
     ("finetune.adv_alpha=0", "finetune.adv_alpha"),
     ("finetune.adv_alpha=-0.01", "finetune.adv_alpha"),
+    ("finetune.adv_fraction=0", "finetune.adv_fraction"),
+    ("finetune.adv_fraction=1.5", "finetune.adv_fraction"),
 ])
 def test_bad_adversarial_values_name_their_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

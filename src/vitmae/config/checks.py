@@ -200,6 +200,8 @@ def _check_robust_training(cfg: Config) -> None:
     need(f.adv_steps >= 1, "finetune.adv_steps", f"must be >= 1, got {f.adv_steps}")
     need(f.adv_alpha is None or f.adv_alpha > 0, "finetune.adv_alpha",
          f"must be > 0 (or null: the method's own), got {f.adv_alpha}")
+    need(0.0 < f.adv_fraction <= 1.0, "finetune.adv_fraction",
+         f"the share of each batch attacked: must be in (0, 1], got {f.adv_fraction}")
     need(f.adv_size is None or 1 <= f.adv_size <= cfg.data.img_size, "finetune.adv_size",
          f"a size in pixels in [1, data.img_size={cfg.data.img_size}] (or null: the crop's "
          f"own), got {f.adv_size}")

@@ -163,11 +163,12 @@ def robust_training(cfg: Config, task, ds, log=dist.say):
     if f.adversarial != "none":
         attack = "segpgd" if f.adversarial == "pgd" and cfg.task == "segment" else f.adversarial
         task = AdversarialTask(task, attack, f.adv_eps, f.adv_steps, f.adv_alpha, ds.mean,
-                               ds.std, f.adv_size)
+                               ds.std, f.adv_size, f.adv_fraction)
         steps = f"{f.adv_steps} steps of " if attack in ("pgd", "segpgd") else ""
         at = f", on a {f.adv_size} px grid" if f.adv_size else ""
+        share = f", {f.adv_fraction:g} of each batch" if f.adv_fraction < 1 else ""
         log(f"adversarial training: {attack}, eps {f.adv_eps * 255:g}/255, "
-            f"{steps}{task.alpha * 255:g}/255{at}")
+            f"{steps}{task.alpha * 255:g}/255{at}{share}")
     if f.corruption_aug:
         need(ds.in_chans in (1, 3), "finetune.corruption_aug",
              f"the common corruptions are of grey or RGB images; {cfg.data.dataset} has "
