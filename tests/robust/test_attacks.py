@@ -386,6 +386,21 @@ def test_apgd_ce_lowers_accuracy_inside_the_ball(toy):
     assert torch.equal(apgd_ce(model, x, y, eps, steps=20, seed=1), x_adv)
 
 
+def test_apgd_ce_is_torchattacks_apgd_where_every_image_is_right(toy):
+    """With every image classified right, torchattacks' APGD attacks the whole batch in one
+    run, as apgd_ce always does: the same images."""
+    torchattacks = pytest.importorskip(
+        "torchattacks", reason="torchattacks not installed (pip install torchattacks)"
+    )
+    model, x, y = toy
+    with torch.no_grad():
+        right = model(x).argmax(1) == y
+    x, y = x[right], y[right]
+    theirs = torchattacks.APGD(model, norm="Linf", eps=8 / 255, steps=10, seed=1, loss="ce")
+    torch.testing.assert_close(apgd_ce(model, x, y, 8 / 255, steps=10, seed=1), theirs(x, y),
+                               rtol=0, atol=1e-6)
+
+
 def test_apgd_ce_without_torchattacks_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchattacks", None)  # import torchattacks fails
     with pytest.raises(UserError, match="pip install torchattacks"):

@@ -85,6 +85,25 @@ def test_attack_at_size_perturbs_a_grid_within_eps(setting, attack):
         assert loss(net(x_pixel), y) >= loss(net(x_grid), y)  # the larger set
 
 
+def test_apgd_on_the_grid_gets_the_whole_batch(setting):
+    """torchattacks' APGD calls the model on the images still classified right only; the
+    grid's function is tied to its whole batch, so apgd_ce must give it the whole batch."""
+    pytest.importorskip("torchattacks", reason="torchattacks not installed")
+    net, x, _, _ = setting
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    y[:3] = (y[:3] + 1) % 10  # three images wrong already
+    eps = 0.1  # large enough to fool this linear model on the coarse grid
+    x_adv = attack_batch(net, "classify", (x, y), "apgd", eps, 5, 0, torch.Generator(), 8)
+    assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= eps + 1e-6
+    assert _grid_residual(x_adv - x, 8) < 1e-5  # an upsampled 8 x 8 perturbation
+    assert torch.equal(x_adv[:3], x[:3])  # wrong already: returned clean
+    with torch.no_grad():
+        fooled = net(x_adv[3:]).argmax(1) != y[3:]
+    assert fooled.any()
+    assert torch.equal(x_adv[3:][~fooled], x[3:][~fooled])  # not fooled: returned clean
+
+
 def test_eps_zero_at_size_gives_the_clean_input(setting):
     net, x, _, y = setting
     x_adv = attack_batch(net, "classify", (x, y), "pgd", 0.0, 3, 0, torch.Generator(), 8)

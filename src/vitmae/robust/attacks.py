@@ -245,15 +245,19 @@ def apgd_ce(
     """APGD-CE (Croce & Hein 2020), torchattacks' `APGD(norm='Linf', loss='ce')`: PGD with
     momentum and a step size that halves when the loss stops rising, the first attack of
     AutoAttack. Classification only: model: pixels -> logits (B, K), x (B, C, H, W) in [0, 1],
-    y (B,) class indices -> adversarial images (B, C, H, W); the images it does not fool are
-    returned clean.
+    y (B,) class indices -> adversarial images (B, C, H, W); the images it does not fool, and
+    those the model gets wrong already, are returned clean.
 
-    torchattacks' APGD seeds torch's global generators with `seed` (the CPU one and the
-    current CUDA device's: `torch.random.manual_seed` in `APGD.perturb`), and its `Attack`
-    switches the model to eval and then, if it was training, to train() throughout. Both are
-    undone here: the CPU and initialised CUDA generators are restored, and so is the mode of
-    every submodule. Left over: with CUDA present but not yet initialised, torch queues the
-    CUDA seed for its initialisation.
+    One run of torchattacks' APGD (`attack_single_run`, seeded with `seed` as its `perturb`
+    seeds it) on the whole batch. Its `perturb` attacks only the images still classified
+    right, calling the model on that part of the batch; here the model always receives the
+    whole batch, so a function tied to its batch (`vitmae.robust.lowres.Lifted`, an attack on
+    the stored image's grid) can be attacked too. The result for an image is the same run's.
+
+    torchattacks seeds torch's global generators (the CPU one and the current CUDA device's);
+    that is undone here: the CPU and initialised CUDA generators are restored, and so is the
+    mode of every submodule. Left over: with CUDA present but not yet initialised, torch
+    queues the CUDA seed for its initialisation.
     """
     try:  # an optional dependency (vitmae[robust]): imported only when asked for
         import torchattacks
@@ -263,9 +267,14 @@ def apgd_ce(
         ) from None
     modes = [m.training for m in model.modules()]
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    x = x.detach()
     with torch.random.fork_rng(devices=cuda):
         attack = torchattacks.APGD(model, norm="Linf", eps=eps, steps=steps, seed=seed, loss="ce")
-        x_adv = attack(x.detach(), y)
+        with torch.no_grad():
+            right = model(x).argmax(1) == y  # (B,)
+        torch.random.manual_seed(seed)
+        _, still_right, _, x_best_adv = attack.attack_single_run(x, y)
     for m, mode in zip(model.modules(), modes, strict=True):
         m.training = mode
-    return x_adv.detach()
+    fooled = (right & (still_right == 0)).view(-1, *[1] * (x.dim() - 1))  # (B, 1, 1, 1)
+    return torch.where(fooled, x_best_adv, x).detach()
