@@ -254,10 +254,11 @@ def apgd_ce(
     whole batch, so a function tied to its batch (`vitmae.robust.lowres.Lifted`, an attack on
     the stored image's grid) can be attacked too. The result for an image is the same run's.
 
-    torchattacks seeds torch's global generators (the CPU one and the current CUDA device's);
-    that is undone here: the CPU and initialised CUDA generators are restored, and so is the
-    mode of every submodule. Left over: with CUDA present but not yet initialised, torch
-    queues the CUDA seed for its initialisation.
+    The model runs in the mode the caller set: `attack_single_run` leaves it alone (the
+    switch to eval and back is in torchattacks' `Attack.__call__`, not called here). The seed
+    goes to torch's global generators, as torchattacks' `perturb` puts it there; the CPU and
+    initialised CUDA generators are restored afterwards. Left over: with CUDA present but not
+    yet initialised, torch queues the CUDA seed for its initialisation.
     """
     try:  # an optional dependency (vitmae[robust]): imported only when asked for
         import torchattacks
@@ -265,7 +266,6 @@ def apgd_ce(
         raise UserError(
             "apgd_ce needs torchattacks: pip install torchattacks (or 'vitmae[robust]')"
         ) from None
-    modes = [m.training for m in model.modules()]
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     x = x.detach()
     with torch.random.fork_rng(devices=cuda):
@@ -274,7 +274,5 @@ def apgd_ce(
             right = model(x).argmax(1) == y  # (B,)
         torch.random.manual_seed(seed)
         _, still_right, _, x_best_adv = attack.attack_single_run(x, y)
-    for m, mode in zip(model.modules(), modes, strict=True):
-        m.training = mode
     fooled = (right & (still_right == 0)).view(-1, *[1] * (x.dim() - 1))  # (B, 1, 1, 1)
     return torch.where(fooled, x_best_adv, x).detach()
