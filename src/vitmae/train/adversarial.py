@@ -96,7 +96,9 @@ class AdversarialTask:
         if k == 0:  # a shard too small for its share: all clean
             return self.task.train_step(model, batch, generator)
         x_adv = self.perturb(model, (batch[0][:k], batch[1][:k]), generator)  # (k, C, H, W)
-        imgs = torch.cat([from_pixels(x_adv, self.mean, self.std), batch[0][k:]])  # (B, ...)
+        imgs = from_pixels(x_adv, self.mean, self.std)  # (k, C, H, W) normalised
+        if k < len(batch[0]):  # the rest as they came: (B, C, H, W)
+            imgs = torch.cat([imgs, batch[0][k:]])
         return self.task.train_step(model, (imgs, *batch[1:]), generator)
 
     def perturb(self, model, batch, generator: torch.Generator | None = None) -> torch.Tensor:
